@@ -35,7 +35,7 @@ def load_key(*, env_var: str, key_file: Path | None, create: bool, purpose: str)
     if not key_file.exists():
         if not create:
             return None
-        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secrets.token_hex(32) + "\n")
