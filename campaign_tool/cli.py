@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,13 +26,30 @@ from rich.progress import (
 )
 
 from campaign_tool import __version__
-from campaign_tool.errors import EXIT_USAGE, CampaignError
-from campaign_tool.findings import Severity
+from campaign_tool.audit import verify_chain
+from campaign_tool.errors import EXIT_FAILURES, EXIT_HALTED, EXIT_USAGE, CampaignError
+from campaign_tool.findings import Severity, display_path
 from campaign_tool.lint import lint as run_lint
-from campaign_tool.plan import Envelope, PreflightReport, Skipped, load_campaign, preflight
+from campaign_tool.plan import (
+    Campaign,
+    Envelope,
+    PreflightReport,
+    Skipped,
+    load_campaign,
+    preflight,
+    seed_campaign,
+)
 from campaign_tool.preview import collect_previews, render_text, write_gallery
-from campaign_tool.send import SendSummary, deliver_campaign, make_transport
-from campaign_tool.transports import DeliveryResult
+from campaign_tool.report import report_json, summarise
+from campaign_tool.send import (
+    SendOptions,
+    SendSummary,
+    describe_plan,
+    make_transport,
+    send_campaign,
+    send_seed_canary,
+)
+from campaign_tool.transports import Transport
 
 EXIT_CODES_HELP = """
 \b
@@ -135,17 +153,38 @@ def preview(config: Path, count: int, recipients: tuple[str, ...], out: Path | N
 @click.option("--dry-run", is_flag=True,
               help="Render and check every message, then stop: nothing is delivered.")
 @click.option("--yes", "-y", "assume_yes", is_flag=True,
-              help="Send without asking (required for SMTP when not on a terminal).")
-def send(config: Path, dry_run: bool, assume_yes: bool) -> None:
+              help="Send over SMTP without asking (required when not on a terminal).")
+@click.option("--canary", type=click.IntRange(min=1), metavar="N", default=None,
+              help="Send only the next N messages, then halt (exit 3) until --continue.")
+@click.option("--canary-seeds", is_flag=True,
+              help="Test send: only the [canary] seed list (allow-listed addresses), then "
+                   "halt (exit 3) until --continue.")
+@click.option("--continue", "continue_canary", is_flag=True,
+              help="Go ahead after a canary: send the rest.")
+@click.option("--resend-unknown", is_flag=True,
+              help="Also re-send recipients whose earlier delivery is unknown "
+                   "(they may receive a second copy).")
+@click.option("--retry-failed", is_flag=True,
+              help="Retry recipients whose earlier delivery failed transiently.")
+@click.option("--accept-changes", is_flag=True,
+              help="Resume even though the list or templates changed since the last run.")
+def send(config: Path, dry_run: bool, assume_yes: bool, canary: int | None,
+         canary_seeds: bool, continue_canary: bool, resend_unknown: bool, retry_failed: bool,
+         accept_changes: bool) -> None:
     """Check every message, then deliver one private message per recipient.
 
-    Nothing is delivered unless every message passes its checks first.
+    Nothing is delivered unless every message passes its checks first. The
+    audit log makes a re-run skip everyone already served.
 
     Example: campaign send examples/newsletter/campaign.toml
     """
+    options = SendOptions(resend_unknown=resend_unknown, retry_failed=retry_failed,
+                          canary=canary, continue_canary=continue_canary,
+                          accept_changes=accept_changes)
     with _errors_to_exit_codes():
         campaign = load_campaign(config, for_sending=not dry_run)
-        stderr.print(f"Checking every message of {campaign.recipients_path} ...", markup=False)
+        stderr.print(f"Checking every message of {display_path(campaign.recipients_path)} ...",
+                     markup=False)
         report = preflight(campaign)
         _print_preflight(report)
         if not report.ok:
@@ -153,18 +192,96 @@ def send(config: Path, dry_run: bool, assume_yes: bool) -> None:
             sys.exit(EXIT_USAGE)
         if dry_run:
             stdout.print(f"Dry run: {report.messages:,} messages would be sent; nothing was "
-                      "delivered.", markup=False)
+                         "delivered.", markup=False)
             sys.exit(0)
         assert report.scan is not None
         transport = make_transport(campaign)
-        stderr.print(f"Sending {report.messages:,} messages to {transport.description}",
-                  markup=False)
-        with _progress(report.rows) as advance:
-            summary = asyncio.run(deliver_campaign(campaign, report.scan, transport,
-                                                   on_result=advance))
-        summary.invalid = report.invalid
+        if canary_seeds:
+            summary = _send_seeds(campaign, transport, assume_yes)
+        else:
+            if transport.real:
+                _confirm(describe_plan(campaign, transport, report.messages), assume_yes)
+            stderr.print(f"Sending to {transport.description}; audit log "
+                         f"{display_path(campaign.audit_path)}", markup=False)
+            with _progress(report.messages) as on_progress:
+                summary = asyncio.run(send_campaign(campaign, report.scan, options,
+                                                    transport=transport,
+                                                    on_progress=on_progress))
     _print_summary(summary)
     sys.exit(summary.exit_code)
+
+
+def _send_seeds(campaign: Campaign, transport: Transport, assume_yes: bool) -> SendSummary:
+    """The --canary-seeds path: preflight the seed list, confirm, send it only."""
+    seeds = seed_campaign(campaign)
+    stderr.print(f"Test send: checking the seed list {display_path(seeds.recipients_path)} ...",
+                 markup=False)
+    report = preflight(seeds)
+    _print_preflight(report)
+    if not report.ok:
+        stderr.print("Nothing was sent.", markup=False)
+        sys.exit(EXIT_USAGE)
+    assert report.scan is not None
+    if transport.real:
+        _confirm(describe_plan(seeds, transport, report.messages) + " (seed list only)",
+                 assume_yes)
+    with _progress(report.messages) as on_progress:
+        return asyncio.run(send_seed_canary(campaign, seeds, report.scan, SendOptions(),
+                                            transport=transport, on_progress=on_progress))
+
+
+def _confirm(plan: str, assume_yes: bool) -> None:
+    stderr.print(plan, markup=False)
+    if assume_yes:
+        return
+    if not sys.stdin.isatty():
+        stderr.print("error: refusing to send without confirmation: there is no terminal to "
+                     "ask on; pass --yes to send anyway. Nothing was sent.", markup=False)
+        sys.exit(EXIT_USAGE)
+    if not click.confirm("Send now?", default=False, err=True):
+        stderr.print("Not confirmed. Nothing was sent.", markup=False)
+        sys.exit(EXIT_HALTED)
+
+
+@main.group(epilog=EXIT_CODES_HELP)
+def audit() -> None:
+    """Check an audit log. Example: campaign audit verify newsletter-2026-11.audit.jsonl"""
+
+
+@audit.command("verify", epilog=EXIT_CODES_HELP)
+@click.argument("log", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                metavar="LOG")
+def audit_verify(log: Path) -> None:
+    """Check the hash chain of an audit log: exit 0 intact, 1 tampered.
+
+    Example: campaign audit verify examples/newsletter/newsletter-2026-11.audit.jsonl
+    """
+    entries, problems, torn = verify_chain(log)
+    for problem in problems:
+        stdout.print(f"{display_path(log)}:{problem.line}: {problem.reason}", markup=False)
+    if torn:
+        stdout.print(f"{display_path(log)}: the last line is incomplete (a write cut short by "
+                     "a crash); the next send removes it", markup=False)
+    if problems:
+        stdout.print(f"TAMPERED: {len(problems)} problem(s) in {entries:,} entries",
+                     markup=False)
+        sys.exit(EXIT_FAILURES)
+    stdout.print(f"ok: {entries:,} entries, hash chain intact", markup=False)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("log", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                metavar="LOG")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="text for people, json for programs.")
+def report(log: Path, fmt: str) -> None:
+    """Summarise an audit log: final states, failures by SMTP code, rate. No addresses.
+
+    Example: campaign report examples/newsletter/newsletter-2026-11.audit.jsonl
+    """
+    with _errors_to_exit_codes():
+        summary = summarise(log)
+    click.echo(report_json(summary) if fmt == "json" else summary.to_text())
 
 
 def _print_preflight(report: PreflightReport) -> None:
@@ -181,16 +298,50 @@ def _print_preflight(report: PreflightReport) -> None:
 
 
 @contextmanager
-def _progress(total: int) -> Iterator[Callable[[Envelope | Skipped, DeliveryResult | None],
-                                               None]]:
+def _progress(total: int) -> Iterator[Callable[[SendSummary], None]]:
+    """A rich progress bar on a terminal; a plain line every few seconds otherwise."""
     if not stderr.is_terminal:
-        yield lambda item, result: None
+        last = [time.monotonic()]
+        started = last[0]
+
+        def plain(summary: SendSummary) -> None:
+            now = time.monotonic()
+            if now - last[0] >= _PLAIN_PROGRESS_EVERY:
+                last[0] = now
+                stderr.print(_progress_line(summary, total, now - started), markup=False)
+
+        yield plain
         return
-    columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (TextColumn("[bold]sending"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+               TimeRemainingColumn())
     with Progress(*columns, console=stderr, transient=True) as progress:
-        task = progress.add_task("send", total=total)
-        yield lambda item, result: progress.advance(task)
+        task = progress.add_task("send", total=total, detail="")
+        started = time.monotonic()
+
+        def rich_update(summary: SendSummary) -> None:
+            done = summary.delivered + summary.failed + summary.unknown
+            elapsed = max(time.monotonic() - started, 1e-6)
+            fresh = done - summary.delivered_before - summary.failed_before \
+                - summary.unknown_before
+            progress.update(task, completed=done,
+                            detail=f"failed {summary.failed:,} · {fresh / elapsed:,.0f}/s")
+
+        yield rich_update
+
+
+_PLAIN_PROGRESS_EVERY = 5.0
+
+
+def _progress_line(summary: SendSummary, total: int, elapsed: float) -> str:
+    done = summary.delivered + summary.failed + summary.unknown
+    fresh = done - summary.delivered_before - summary.failed_before - summary.unknown_before
+    rate = fresh / elapsed if elapsed > 0 else 0.0
+    remaining = max(total - done, 0)
+    eta = f"{remaining / rate:,.0f} s" if rate > 0 else "?"
+    share = done / total if total else 1.0
+    return (f"progress: {done:,}/{total:,} ({share:.0%}), delivered {summary.delivered:,}, "
+            f"failed {summary.failed:,}, {rate:,.0f} msg/s, ETA {eta}")
 
 
 def _print_summary(summary: SendSummary) -> None:
@@ -200,10 +351,24 @@ def _print_summary(summary: SendSummary) -> None:
     parts += [f"{summary.duplicates:,} duplicate", f"{summary.suppressed:,} suppressed"]
     if summary.invalid:
         parts.append(f"{summary.invalid:,} invalid")
+    if summary.pending:
+        parts.append(f"{summary.pending:,} pending")
     stdout.print(f"Done in {summary.seconds:.2f} s: {', '.join(parts)} = {summary.accounted:,} "
-              f"of {summary.rows:,} rows", markup=False)
+                 f"of {summary.rows:,} rows", markup=False)
+    earlier = [f"{n:,} {what}" for n, what in ((summary.delivered_before, "delivered"),
+                                                (summary.failed_before, "failed"),
+                                                (summary.unknown_before, "unknown")) if n]
+    if earlier:
+        stdout.print(f"  from earlier runs: {', '.join(earlier)} (skipped this time)",
+                     markup=False)
+    if summary.unknown:
+        stdout.print("  unknown: the server may or may not have accepted these; they are "
+                     "not re-sent unless you pass --resend-unknown", markup=False)
     for reason, count in summary.failures.most_common(10):
         stdout.print(f"  failed x{count:,}: {reason}", markup=False)
+    if summary.halted:
+        stdout.print(f"HALTED: {summary.halted}. Run the same command again to resume.",
+                     markup=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

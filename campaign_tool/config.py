@@ -171,11 +171,119 @@ class MaildirTransport(_Section):
     """``[transport] type = "maildir"``: deliver into a local Maildir (no server)."""
 
     type: Literal["maildir"] = "maildir"
-    path: ConfigPath = Field(default=Path("outbox"),
+    path: ConfigPath = Field(default=Path("outbox"), validate_default=True,
                              description="Maildir folder; tmp/, new/ and cur/ are created.")
 
 
-Transport = Annotated[MaildirTransport, Field(discriminator="type")]
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "localhost.localdomain"})
+
+
+class SmtpTransport(_Section):
+    """``[transport] type = "smtp"``: deliver through an SMTP server with aiosmtplib."""
+
+    type: Literal["smtp"]
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535,
+                             description="Default: 587 (starttls), 465 (tls), 25 (none).")
+    security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls, tls (implicit), or none (localhost only).")
+    username: str | None = None
+    password_env: str | None = Field(
+        default=None, description="Environment variable holding the password.")
+    verify_certificates: bool = True
+    ca_file: ConfigPath | None = Field(default=None,
+                                       description="Extra CA bundle to trust (PEM).")
+    allow_insecure_remote: bool = Field(
+        default=False, description="Allow security = \"none\" to a host other than localhost.")
+    timeout: float = Field(default=30.0, gt=0, description="Seconds per SMTP command.")
+    local_hostname: str | None = Field(default=None,
+                                       description="EHLO name; default: this machine's FQDN.")
+
+    @model_validator(mode="after")
+    def _safe_choices(self) -> SmtpTransport:
+        if self.security == "none" and self.host.lower() not in _LOCAL_HOSTS \
+                and not self.allow_insecure_remote:
+            raise ValueError(f"security = \"none\" sends in plaintext to {self.host}; it is "
+                             "allowed only for localhost unless allow_insecure_remote = true")
+        if self.username is not None and self.password_env is None:
+            raise ValueError("a username needs password_env (the password never goes in "
+                             "the campaign file)")
+        if self.password_env is not None and self.username is None:
+            raise ValueError("password_env needs a username")
+        return self
+
+    @property
+    def resolved_port(self) -> int:
+        """The port, given or implied by the security mode."""
+        return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
+
+
+Transport = Annotated[MaildirTransport | SmtpTransport, Field(discriminator="type")]
+
+
+class SendSection(_Section):
+    """``[send]``: how fast and how persistently to deliver."""
+
+    concurrency: int = Field(default=8, ge=1, le=128,
+                             description="Connections used in parallel.")
+    messages_per_connection: int = Field(default=100, ge=1,
+                                         description="Messages before reconnecting.")
+    rate: float | None = Field(default=None, gt=0,
+                               description="Messages per second, overall (smooth).")
+    domain_rate: float | None = Field(default=None, gt=0,
+                                      description="Messages per second to each domain.")
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    max_retry_seconds: float = Field(default=300.0, gt=0,
+                                     description="Give up retrying one message after this.")
+    retry_initial: float = Field(default=1.0, gt=0, description="First retry wait (s).")
+    retry_max: float = Field(default=60.0, gt=0, description="Longest retry wait (s).")
+    stop_grace: float = Field(default=30.0, ge=0,
+                              description="Seconds in-flight messages get after Ctrl-C.")
+
+
+class BreakerSection(_Section):
+    """``[breaker]``: halt when permanent failures pass a rate over recent messages."""
+
+    window: int = Field(default=200, ge=1)
+    threshold: float = Field(default=0.2, gt=0, le=1)
+    min_messages: int = Field(default=20, ge=1,
+                              description="Outcomes needed before the breaker may trip.")
+
+
+class AuditSection(_Section):
+    """``[audit]``: where the audit log goes and how addresses are kept out of it."""
+
+    path: ConfigPath | None = Field(
+        default=None, description="Default: <campaign id>.audit.jsonl beside the config.")
+    key_env: str = "CAMPAIGN_AUDIT_KEY"
+    key_file: ConfigPath = Field(default=Path(".keys/audit.key"), validate_default=True)
+    cleartext: bool = Field(default=False,
+                            description="Write addresses in clear beside the pseudonyms.")
+
+
+class CanarySection(_Section):
+    """``[canary]``: a seed list for test sends, every address on an allow-list."""
+
+    seeds: ConfigPath = Field(description="A recipient list with the campaign's columns.")
+    allow: list[str] = Field(min_length=1, description="Addresses or @domains allowed.")
+
+    @field_validator("allow")
+    @classmethod
+    def _addresses_or_domains(cls, allow: list[str]) -> list[str]:
+        for entry in allow:
+            try:
+                parse_address(f"seed{entry}" if entry.startswith("@") else entry)
+            except AddressError as error:
+                raise ValueError(f"{entry!r} is neither an address nor an @domain: "
+                                 f"{error}") from None
+        return allow
+
+    @field_validator("seeds")
+    @classmethod
+    def _known_format(cls, seeds: Path) -> Path:
+        if seeds.suffix.lower() not in _FORMATS_BY_SUFFIX:
+            raise ValueError(f"'{seeds.name}': use a .csv, .json or .jsonl seed list")
+        return seeds
 
 
 class LimitsSection(_Section):
@@ -197,8 +305,14 @@ class CampaignConfig(_Section):
     recipients: RecipientsSection
     headers: dict[str, HeaderText] = Field(default_factory=dict)
     unsubscribe: UnsubscribeSection | None = None
-    transport: Transport = Field(default_factory=MaildirTransport)
-    limits: LimitsSection = Field(default_factory=LimitsSection)
+    # Defaults are validated like given tables, so their paths resolve too.
+    transport: Transport = Field(default_factory=lambda: {"type": "maildir"},
+                                 validate_default=True)
+    send: SendSection = Field(default_factory=dict, validate_default=True)
+    breaker: BreakerSection = Field(default_factory=dict, validate_default=True)
+    audit: AuditSection = Field(default_factory=dict, validate_default=True)
+    canary: CanarySection | None = None
+    limits: LimitsSection = Field(default_factory=dict, validate_default=True)
 
     @field_validator("headers")
     @classmethod
@@ -283,6 +397,8 @@ def _shared_recipient_keys(data: dict[str, Any], path: Path,
 
 def _finding_from_error(error: Any, path: Path, lines: dict[tuple[str, ...], int]) -> Finding:
     loc = tuple(str(part) for part in error["loc"])
+    if len(loc) > 1 and loc[0] == "transport" and loc[1] in ("smtp", "maildir"):
+        loc = loc[:1] + loc[2:]  # the discriminator's tag is not a key in the file
     key = ".".join(loc) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":

@@ -15,7 +15,10 @@ differs from what pass 1 saw stops the run (:class:`SourceChanged`).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import hashlib
+import hmac
 import json
 import secrets
 import time
@@ -27,7 +30,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from campaign_tool.addresses import Mailbox, parse_address
+from campaign_tool.addresses import AddressError, Mailbox, parse_address
 from campaign_tool.config import CampaignConfig, load_config
 from campaign_tool.errors import ConfigError, InputError, SourceChanged
 from campaign_tool.findings import Finding, FindingLog, Severity
@@ -116,7 +119,16 @@ class Campaign:
     sender: Mailbox
     campaign_addresses: frozenset[str]
     unsubscribe_key: bytes | None
+    audit_key: bytes | None = None
     notices: list[Finding] = field(default_factory=list)
+    allow_list: frozenset[str] | None = None
+    """When set (a seed canary), only these address keys and ``@domain``s may be mailed."""
+    audit_path_override: Path | None = None
+
+    def allows(self, mailbox: Mailbox) -> bool:
+        """True unless an allow-list is set and ``mailbox`` is not on it."""
+        allow = self.allow_list
+        return allow is None or mailbox.key in allow or f"@{mailbox.domain}" in allow
 
     @property
     def recipients_path(self) -> Path:
@@ -127,6 +139,26 @@ class Campaign:
     def id(self) -> str:
         """The campaign id from the config."""
         return self.config.campaign.id
+
+    @property
+    def audit_path(self) -> Path:
+        """The audit log: configured, or ``<id>.audit.jsonl`` beside the config."""
+        if self.audit_path_override is not None:
+            return self.audit_path_override
+        configured = self.config.audit.path
+        return configured or self.config_path.resolve().parent / f"{self.id}.audit.jsonl"
+
+    def message_id(self, address_key: str) -> str:
+        """The recipient's Message-ID: the same on every run when a key is known.
+
+        A message re-sent after an unknown outcome (``--resend-unknown``) then
+        carries the same Message-ID, so receiving systems can drop the copy.
+        """
+        if self.audit_key is None:
+            return self.builder.new_message_id()
+        digest = hmac.new(self.audit_key, f"message-id\x00{self.id}\x00{address_key}".encode(),
+                          hashlib.sha256).hexdigest()[:24]
+        return f"<{digest}.{self.id}@{self.builder.domain}>"
 
 
 def load_campaign(config_path: Path, *, for_sending: bool) -> Campaign:
@@ -170,10 +202,41 @@ def load_campaign(config_path: Path, *, for_sending: bool) -> Campaign:
     recipients = config.recipients
     columns = ColumnSpec(recipients.email_column, recipients.name_column,
                          tuple(recipients.private_columns))
+    audit_key = load_key(env_var=config.audit.key_env, key_file=config.audit.key_file,
+                         create=for_sending, purpose="audit")
     return Campaign(config=config, config_path=config_path, renderer=renderer,
                     builder=builder, columns=columns, sender=sender,
                     campaign_addresses=frozenset(campaign_addresses),
-                    unsubscribe_key=key, notices=notices)
+                    unsubscribe_key=key, audit_key=audit_key, notices=notices)
+
+
+def seed_campaign(campaign: Campaign) -> Campaign:
+    """The same campaign aimed at its ``[canary]`` seed list, for a test send.
+
+    Every seed must be on the allow-list (checked row by row in the scan), and
+    the seed sends keep their own audit log, so the campaign's own list and log
+    are never touched.
+    """
+    canary = campaign.config.canary
+    if canary is None:
+        raise ConfigError(f"{campaign.config_path}: --canary-seeds needs a [canary] table "
+                          "with 'seeds' and 'allow'")
+    allow: set[str] = set()
+    for entry in canary.allow:
+        probe = f"seed{entry}" if entry.startswith("@") else entry
+        try:
+            mailbox = parse_address(probe)
+        except AddressError as error:
+            raise ConfigError(f"{campaign.config_path}: key 'canary.allow': {entry!r} is "
+                              f"neither an address nor an @domain: {error}") from None
+        allow.add(f"@{mailbox.domain}" if entry.startswith("@") else mailbox.key)
+    recipients = campaign.config.recipients.model_copy(
+        update={"path": canary.seeds, "format": None})
+    config = campaign.config.model_copy(update={"recipients": recipients})
+    return dataclasses.replace(
+        campaign, config=config, allow_list=frozenset(allow),
+        audit_path_override=campaign.audit_path.with_name(
+            f"{campaign.id}.seeds-{datetime.now(UTC):%Y%m%dT%H%M%S}.audit.jsonl"))
 
 
 @dataclass
@@ -218,6 +281,13 @@ def scan_recipients(campaign: Campaign, findings: FindingLog) -> Scan:
         if isinstance(result, str):
             findings.add(Finding("recipient-invalid", result, file=path, line=raw.line,
                                  row=raw.number))
+            digests.append(0)
+            continue
+        if not campaign.allows(result.mailbox):
+            findings.add(Finding("canary-not-allowed",
+                                 "not on the canary allow-list ([canary] allow): a test send "
+                                 "goes only to allow-listed addresses", file=path,
+                                 line=raw.line, row=raw.number))
             digests.append(0)
             continue
         if valid == 0:
@@ -348,7 +418,7 @@ def _build(campaign: Campaign, recipient: Recipient, scanner: LeakScanner,
     builder = campaign.builder
     built = builder.build(to=recipient.mailbox, to_name=recipient.name,
                           subject=rendered.subject, text=rendered.text, html=rendered.html,
-                          date=date(), message_id=builder.new_message_id(),
+                          date=date(), message_id=campaign.message_id(recipient.mailbox.key),
                           unsubscribe=unsubscribe_uris, one_click=url is not None)
     parts = [("Subject", rendered.subject), ("To", recipient.name or ""),
              ("From", campaign.config.sender.name or ""),

@@ -1,34 +1,81 @@
-"""Orchestration of a send: preflight first, then deliver every planned envelope.
+"""Orchestration of a send: resume, concurrency, rate limits, retries, breaker, stop.
 
-Nothing is delivered unless the preflight over the whole list was clean. The
-summary accounts for every row in exactly one final state.
+Nothing is delivered unless the preflight over the whole list was clean (the
+caller runs it first and hands over its :class:`~campaign_tool.plan.Scan`).
+Then one producer re-derives the plan row by row and ``concurrency`` workers,
+each with its own transport session, deliver from a short queue. The audit
+log decides who is skipped on a re-run, and records every recipient's fate.
+At the end every row is in exactly one state, and the summary adds up.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import signal
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
-from campaign_tool.config import MaildirTransport as MaildirSettings
-from campaign_tool.errors import EXIT_FAILURES, EXIT_OK, PreflightFailed
-from campaign_tool.plan import (
-    Campaign,
-    Envelope,
-    Fate,
-    Rejected,
-    Scan,
-    Skipped,
-    plan_messages,
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_result,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
 )
-from campaign_tool.transports import DeliveryResult, DeliveryState, Transport
+
+from campaign_tool.audit import (
+    AuditLog,
+    History,
+    RecipientState,
+    file_digest,
+    key_id,
+    pseudonym_key,
+)
+from campaign_tool.config import MaildirTransport as MaildirSettings
+from campaign_tool.config import SmtpTransport as SmtpSettings
+from campaign_tool.errors import (
+    EXIT_FAILURES,
+    EXIT_HALTED,
+    EXIT_OK,
+    AuditLogError,
+    ConfigError,
+    PreflightFailed,
+    SourceChanged,
+)
+from campaign_tool.plan import Campaign, Envelope, Fate, Rejected, Scan, Skipped, plan_messages
+from campaign_tool.transports import DeliveryResult, DeliveryState, Session, Stage, Transport
 from campaign_tool.transports.maildir import MaildirTransport
+
+Sleep = Callable[[float], Coroutine[Any, Any, None]]
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    """What the user asked of this run beyond the campaign file."""
+
+    resend_unknown: bool = False
+    retry_failed: bool = False
+    canary: int | None = None
+    continue_canary: bool = False
+    accept_changes: bool = False
 
 
 @dataclass
 class SendSummary:
-    """Every row of the list in exactly one final state."""
+    """Every row of the list in exactly one state; ``accounted`` equals ``rows``.
+
+    ``pending`` rows were not reached because the run halted; a re-run sends
+    them. ``*_before`` count rows whose state comes from earlier runs.
+    """
 
     rows: int
     invalid: int = 0
@@ -37,70 +84,556 @@ class SendSummary:
     unknown: int = 0
     suppressed: int = 0
     duplicates: int = 0
+    delivered_before: int = 0
+    failed_before: int = 0
+    unknown_before: int = 0
+    attempted: int = 0
     seconds: float = 0.0
+    halted: str | None = None
     failures: Counter[str] = field(default_factory=Counter)
 
     @property
+    def pending(self) -> int:
+        """Rows that reached no final state in this run (halted before them)."""
+        return self.rows - self.invalid - self.delivered - self.failed - self.unknown \
+            - self.suppressed - self.duplicates
+
+    @property
     def accounted(self) -> int:
-        """The number of rows in a final state; equals ``rows`` when all is well."""
-        return (self.invalid + self.delivered + self.failed + self.unknown
-                + self.suppressed + self.duplicates)
+        """Rows in some state, pending included: always ``rows``."""
+        return self.rows
 
     @property
     def exit_code(self) -> int:
-        """0 when nobody failed, 1 otherwise."""
+        """3 halted, 1 some recipients failed or are unknown, else 0."""
+        if self.halted:
+            return EXIT_HALTED
         return EXIT_FAILURES if self.failed or self.unknown else EXIT_OK
 
-    def record(self, item: Envelope | Skipped, result: DeliveryResult | None) -> None:
-        """Count one row's final state."""
-        if isinstance(item, Skipped):
-            if item.fate is Fate.DUPLICATE:
-                self.duplicates += 1
-            else:
-                self.suppressed += 1
-            return
-        assert result is not None
-        if result.state is DeliveryState.DELIVERED:
-            self.delivered += 1
-        elif result.state is DeliveryState.UNKNOWN:
-            self.unknown += 1
-        else:
-            self.failed += 1
-            reason = f"{result.code} {result.text}" if result.code else (result.text or "")
-            self.failures[reason] += 1
+    def counts(self) -> dict[str, int]:
+        """The final-state counts, as the audit log's run-end entry stores them."""
+        return {"rows": self.rows, "delivered": self.delivered, "failed": self.failed,
+                "unknown": self.unknown, "suppressed": self.suppressed,
+                "duplicate": self.duplicates, "invalid": self.invalid,
+                "pending": self.pending}
+
+
+class RateLimiter:
+    """Spaces events ``1/rate`` seconds apart: smooth, never a burst of a second.
+
+    Idle time is not saved up, so a pause is not followed by a burst. ``pause``
+    pushes the next slot back when a server asks to slow down.
+    """
+
+    def __init__(self, rate: float | None, *, clock: Clock, sleep: Sleep) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self._clock, self._sleep = clock, sleep
+        self._next = 0.0
+
+    async def acquire(self) -> None:
+        """Wait for this caller's slot."""
+        now = self._clock()
+        slot = max(now, self._next)
+        if self.interval:
+            self._next = slot + self.interval
+        if slot > now:
+            await self._sleep(slot - now)
+
+    def pause(self, seconds: float) -> None:
+        """Let nothing through for ``seconds`` (a server said to slow down)."""
+        self._next = max(self._next, self._clock() + seconds)
+
+
+class Breaker:
+    """Trips when permanent failures reach ``threshold`` of the last ``window`` outcomes."""
+
+    def __init__(self, window: int, threshold: float, min_messages: int) -> None:
+        self._outcomes: deque[bool] = deque(maxlen=window)
+        self.threshold, self.min_messages = threshold, min_messages
+        self._failures = 0
+
+    def record(self, permanent_failure: bool) -> str | None:
+        """Add an outcome; returns the reason when the breaker trips."""
+        if len(self._outcomes) == self._outcomes.maxlen and self._outcomes[0]:
+            self._failures -= 1
+        self._outcomes.append(permanent_failure)
+        self._failures += permanent_failure
+        seen = len(self._outcomes)
+        if seen >= self.min_messages and self._failures / seen >= self.threshold:
+            return (f"circuit breaker: {self._failures} of the last {seen} messages failed "
+                    f"permanently ({self._failures / seen:.0%} >= {self.threshold:.0%})")
+        return None
 
 
 def make_transport(campaign: Campaign) -> Transport:
-    """The transport the campaign file asks for."""
+    """The transport the campaign file asks for (the SMTP password from its variable)."""
     settings = campaign.config.transport
-    assert isinstance(settings, MaildirSettings)
-    return MaildirTransport(settings.path)
+    if isinstance(settings, MaildirSettings):
+        return MaildirTransport(settings.path)
+    assert isinstance(settings, SmtpSettings)
+    password = None
+    if settings.password_env is not None:
+        password = os.environ.get(settings.password_env)
+        if not password:
+            raise ConfigError(f"{campaign.config_path}: key 'transport.password_env': "
+                              f"${settings.password_env} is not set")
+    from campaign_tool.transports.smtp import SmtpTransport
+
+    return SmtpTransport(settings, password=password,
+                         messages_per_connection=campaign.config.send.messages_per_connection)
 
 
-ProgressCallback = Callable[[Envelope | Skipped, DeliveryResult | None], None]
+def campaign_fingerprint(campaign: Campaign) -> dict[str, str]:
+    """Digests of what decides message content, to notice changes between runs."""
+    config = campaign.config
+    content = hashlib.sha256()
+    for path in campaign.renderer.template_files:
+        content.update(path.read_bytes())
+    relevant = {"subject": config.campaign.subject, "sender": config.sender.model_dump(),
+                "headers": config.headers, "columns": config.recipients.model_dump(
+                    include={"email_column", "name_column", "private_columns"}),
+                "unsubscribe": config.unsubscribe.url if config.unsubscribe else None}
+    content.update(json.dumps(relevant, sort_keys=True, default=str).encode())
+    return {"list": file_digest(campaign.recipients_path), "message": content.hexdigest()}
 
 
-async def deliver_campaign(campaign: Campaign, scan: Scan, transport: Transport, *,
-                           on_result: ProgressCallback | None = None) -> SendSummary:
-    """Deliver every planned envelope through ``transport``; count every row.
-
-    Call only after a clean :func:`~campaign_tool.plan.preflight`; ``scan`` is
-    the one it made. The plan is re-derived row by row, so a list that changed
-    since the preflight stops the run before the changed row.
-    """
-    started = time.perf_counter()
-    summary = SendSummary(rows=scan.rows)
-    await transport.open()
+def open_audit(campaign: Campaign) -> tuple[AuditLog, History]:
+    """Open the campaign's audit log and check it belongs to this campaign and key."""
+    key = campaign.audit_key
+    if key is None:
+        raise ConfigError(f"{campaign.config_path}: no audit key (set "
+                          f"${campaign.config.audit.key_env} or audit.key_file)")
+    audit, history = AuditLog.open(campaign.audit_path, key=key,
+                                   cleartext=campaign.config.audit.cleartext)
     try:
-        for item in plan_messages(campaign, scan):
-            if isinstance(item, Rejected):
-                # The preflight passed this row; only a changed template could fail it.
-                raise PreflightFailed(item.finding.describe(), findings=[item.finding])
-            result = await transport.deliver(item) if isinstance(item, Envelope) else None
-            summary.record(item, result)
-            if on_result is not None:
-                on_result(item, result)
+        if history.campaign is not None and history.campaign != campaign.id:
+            raise AuditLogError(f"{campaign.audit_path}: this audit log belongs to campaign "
+                                f"'{history.campaign}', not '{campaign.id}'")
+        if history.key_id is not None and history.key_id != key_id(key):
+            raise AuditLogError(
+                f"{campaign.audit_path}: written with a different audit key, so nobody "
+                "could be recognised as already served; restore the key "
+                f"(${campaign.config.audit.key_env} or {campaign.config.audit.key_file})")
+    except AuditLogError:
+        audit.close_sync()
+        raise
+    return audit, history
+
+
+def check_changes(campaign: Campaign, history: History, fingerprint: dict[str, str],
+                  options: SendOptions) -> list[str]:
+    """What changed since the last run; raises unless ``accept_changes``."""
+    if history.fingerprint is None or not history.states:
+        return []
+    changed = [name for name, digest in fingerprint.items()
+               if history.fingerprint.get(name) != digest]
+    if not changed:
+        return []
+    what = {"list": "the recipient list", "message": "the templates or message settings"}
+    described = " and ".join(what.get(name, name) for name in changed)
+    if not options.accept_changes:
+        raise SourceChanged(
+            f"{described} changed since the last run of '{campaign.id}', which already "
+            f"served {len(history.states):,} recipients; nothing was sent. Re-run with "
+            "--accept-changes to resume by address (recipients already served stay "
+            "skipped), or start a new campaign id.")
+    return [f"{described} changed since the last run; resuming by address"]
+
+
+class CampaignRun:
+    """One run of ``campaign send`` after a clean preflight.
+
+    ``clock`` and ``sleep`` are injectable so tests can fake time; everything
+    else (the transport, the audit log, the plan) is real.
+    """
+
+    def __init__(self, campaign: Campaign, scan: Scan, transport: Transport,
+                 audit: AuditLog, history: History, options: SendOptions, *,
+                 fingerprint: dict[str, str] | None = None,
+                 on_progress: Callable[[SendSummary], None] | None = None,
+                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+        self.campaign, self.scan, self.transport = campaign, scan, transport
+        self.audit, self.history, self.options = audit, history, options
+        self.fingerprint = fingerprint or {}
+        self.settings = campaign.config.send
+        self.summary = SendSummary(rows=scan.rows, invalid=scan.rows - scan.valid)
+        self._on_progress = on_progress
+        self._clock, self._sleep = clock, sleep
+        self._limiter = RateLimiter(self.settings.rate, clock=clock, sleep=sleep)
+        self._domain_limiters: dict[str, RateLimiter] = {}
+        breaker = campaign.config.breaker
+        self._breaker = Breaker(breaker.window, breaker.threshold, breaker.min_messages)
+        self._stop: asyncio.Event | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._queue: asyncio.Queue[Envelope | None] | None = None
+        self._error: BaseException | None = None
+        self._signals = 0
+
+    # -- the run ---------------------------------------------------------
+
+    async def run(self) -> SendSummary:
+        """Deliver everything still due; returns the summary (``halted`` if stopped)."""
+        started = self._clock()
+        self._stop = asyncio.Event()
+        await self.audit.start()
+        self._log_run_start()
+        if self.history.canary_pending and not self.options.continue_canary:
+            self._halt(f"a canary of {self.history.canary_sent:,} messages was sent and "
+                       "awaits go-ahead: check it, then run again with --continue")
+        self._install_signal_handlers()
+        try:
+            if not self._stop.is_set():
+                await self.transport.open()
+                await self._deliver_all()
+        finally:
+            self._remove_signal_handlers()
+            self.summary.seconds = self._clock() - started
+            self.audit.append("run-end", **self.summary.counts(),
+                              halted=self.summary.halted,
+                              seconds=round(self.summary.seconds, 3))
+            with contextlib.suppress(Exception):
+                await self.transport.close()
+            await self.audit.close()
+        return self.summary
+
+    def _log_run_start(self) -> None:
+        assert self.campaign.audit_key is not None
+        options = {k: v for k, v in vars(self.options).items() if v}
+        self.audit.append(
+            "run", campaign=self.campaign.id, version=1, key_id=key_id(self.campaign.audit_key),
+            pseudonyms="cleartext" if self.audit.cleartext else "hmac-sha256",
+            fingerprint=self.fingerprint, rows=self.scan.rows,
+            transport=self.transport.description, options=options or None,
+            pid=os.getpid())
+        if self.options.continue_canary and self.history.canary_pending:
+            self.audit.append("continue")
+
+    async def _deliver_all(self) -> None:
+        assert self._stop is not None
+        queue: asyncio.Queue[Envelope | None] = asyncio.Queue(
+            maxsize=max(2, self.settings.concurrency * 2))
+        self._queue = queue
+        self._workers = [asyncio.create_task(self._worker(queue), name=f"worker-{n}")
+                         for n in range(self.settings.concurrency)]
+        canary_sent = 0
+        try:
+            for item in plan_messages(self.campaign, self.scan):
+                if self._stop.is_set():
+                    break
+                if isinstance(item, Rejected):
+                    # The preflight passed this row; only a changed template could fail it.
+                    raise PreflightFailed(item.finding.describe(), findings=[item.finding])
+                if isinstance(item, Skipped):
+                    self._record_skip(item)
+                    continue
+                if not self._due(item):
+                    continue
+                if self.options.canary is not None and canary_sent >= self.options.canary:
+                    break
+                canary_sent += 1
+                await queue.put(item)
+        finally:
+            if self._stop.is_set():
+                self._drain()
+            for _ in self._workers:
+                await queue.put(None)
+            await self._wait_for_workers()
+        if self._error is not None:
+            raise self._error
+        if self.options.canary is not None and not self._stop.is_set():
+            self.audit.append("canary", sent=canary_sent)
+            self._halt(f"canary: {canary_sent:,} messages sent; check them, then run again "
+                       "with --continue to send the rest")
+
+    async def _wait_for_workers(self) -> None:
+        results = await asyncio.gather(*self._workers, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and \
+                    not isinstance(result, asyncio.CancelledError):
+                raise result
+
+    def _due(self, envelope: Envelope) -> bool:
+        """Whether this recipient still needs a message; counts those who do not."""
+        state = self.history.states.get(pseudonym_key(
+            self.audit.pseudonym(envelope.address_key)))
+        summary = self.summary
+        if state is RecipientState.DELIVERED:
+            summary.delivered += 1
+            summary.delivered_before += 1
+        elif state is RecipientState.UNKNOWN and not self.options.resend_unknown:
+            summary.unknown += 1
+            summary.unknown_before += 1
+        elif state is RecipientState.FAILED_PERMANENT or (
+                state is RecipientState.FAILED_TRANSIENT and not self.options.retry_failed):
+            summary.failed += 1
+            summary.failed_before += 1
+            summary.failures["(failed in an earlier run)"] += 1
+        else:
+            return True
+        self._progress()
+        return False
+
+    def _record_skip(self, item: Skipped) -> None:
+        fields = self.audit.recipient_fields(item.address_key)
+        if item.fate is Fate.DUPLICATE:
+            self.summary.duplicates += 1
+            self.audit.append("duplicate", row=item.row, of=item.duplicate_of, **fields)
+        else:
+            self.summary.suppressed += 1
+            self.audit.append("suppressed", row=item.row, **fields)
+        self._progress()
+
+    # -- one worker ------------------------------------------------------
+
+    async def _worker(self, queue: asyncio.Queue[Envelope | None]) -> None:
+        assert self._stop is not None
+        session = self.transport.session()
+        try:
+            while True:
+                envelope = await queue.get()
+                if envelope is None:
+                    return
+                if self._stop.is_set():
+                    continue  # left pending: a re-run sends it
+                try:
+                    await self._deliver(session, envelope)
+                except Exception as error:  # noqa: BLE001 - kept, re-raised after the run
+                    if self._error is None:
+                        self._error = error
+                    self._halt(f"stopped by an error: {error}")
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(session.close())
+
+    async def _deliver(self, session: Session, envelope: Envelope) -> None:
+        fields = self.audit.recipient_fields(envelope.address_key)
+        attempt = 0
+        marked = False
+
+        async def before_data() -> None:
+            nonlocal marked
+            seq = self.audit.append("sending", row=envelope.row, attempt=attempt,
+                                    mid=envelope.message_id, **fields)
+            marked = True
+            await self.audit.durable(seq)
+
+        async def one_attempt() -> DeliveryResult:
+            nonlocal attempt, marked
+            attempt += 1
+            marked = False
+            await self._limiter.acquire()
+            if self.settings.domain_rate:
+                await self._domain_limiter(envelope.domain).acquire()
+            return await session.attempt(envelope, before_data)
+
+        retrying = AsyncRetrying(
+            retry=retry_if_result(self._retryable),
+            stop=(stop_after_attempt(self.settings.max_attempts)
+                  | stop_after_delay(self.settings.max_retry_seconds)),
+            wait=wait_exponential_jitter(initial=self.settings.retry_initial,
+                                         max=self.settings.retry_max,
+                                         jitter=self.settings.retry_initial),
+            sleep=self._interruptible_sleep,
+            before_sleep=lambda state: self._log_retry(envelope, fields, state),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome
+            else None)
+        self.summary.attempted += 1
+        try:
+            result: DeliveryResult = await retrying(one_attempt)
+        except _StopRequested:
+            self.audit.append("deferred", row=envelope.row, attempt=attempt,
+                              text="halted while waiting to retry", **fields)
+            return
+        except asyncio.CancelledError:
+            if marked:
+                self._finish(envelope, fields, attempt, DeliveryResult(
+                    DeliveryState.UNKNOWN, Stage.DATA,
+                    text="interrupted during DATA: the server may or may not have it"))
+            raise
+        if result.stage is Stage.CONNECT and result.state is DeliveryState.FAILED:
+            # The server could not be reached (or refused us) across every retry:
+            # an outage, not this recipient's failure. Stop; a re-run resumes.
+            self.audit.append("deferred", row=envelope.row, attempt=attempt,
+                              text=self.audit.server_text(result.text), **fields)
+            self._halt(f"SMTP server unusable: {result.text}")
+            return
+        self._finish(envelope, fields, attempt, result)
+
+    def _retryable(self, result: DeliveryResult) -> bool:
+        if result.fatal or (self._stop is not None and self._stop.is_set()):
+            return False
+        return result.state is DeliveryState.FAILED and result.transient
+
+    def _log_retry(self, envelope: Envelope, fields: dict[str, str],
+                   state: RetryCallState) -> None:
+        result = state.outcome.result() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        if isinstance(result, DeliveryResult):
+            self.audit.append("retry", row=envelope.row, attempt=state.attempt_number,
+                              stage=result.stage.value, code=result.code,
+                              text=self.audit.server_text(result.text),
+                              wait=round(wait, 3), **fields)
+            if result.code == 421 or (result.code in (450, 451) and result.stage is Stage.RCPT):
+                # The server asked us to slow down: hold back everyone, not just this one.
+                self._limiter.pause(wait)
+
+    async def _interruptible_sleep(self, seconds: float) -> None:
+        assert self._stop is not None
+        stop = asyncio.create_task(self._stop.wait())
+        pause = asyncio.create_task(self._sleep(seconds))
+        try:
+            await asyncio.wait({stop, pause}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            pause.cancel()
+        if self._stop.is_set():
+            raise _StopRequested
+
+    def _domain_limiter(self, domain: str) -> RateLimiter:
+        limiter = self._domain_limiters.get(domain)
+        if limiter is None:
+            limiter = RateLimiter(self.settings.domain_rate, clock=self._clock,
+                                  sleep=self._sleep)
+            self._domain_limiters[domain] = limiter
+        return limiter
+
+    def _finish(self, envelope: Envelope, fields: dict[str, str], attempt: int,
+                result: DeliveryResult) -> None:
+        text = self.audit.server_text(result.text)
+        summary = self.summary
+        if result.state is DeliveryState.DELIVERED:
+            summary.delivered += 1
+            self.audit.append("delivered", row=envelope.row, attempt=attempt, code=result.code,
+                              text=text, **fields)
+        elif result.state is DeliveryState.UNKNOWN:
+            summary.unknown += 1
+            self.audit.append("unknown", row=envelope.row, attempt=attempt, text=text,
+                              **fields)
+        else:
+            summary.failed += 1
+            reason = f"{result.code} {text}" if result.code else (text or "failed")
+            summary.failures[_short(reason)] += 1
+            self.audit.append("failed", row=envelope.row, attempt=attempt, code=result.code,
+                              text=text, stage=result.stage.value,
+                              permanent=result.permanent, **fields)
+            if result.fatal:
+                self._halt(f"the transport refused us: {result.text}")
+        tripped = self._breaker.record(result.permanent)
+        if tripped:
+            self._halt(tripped)
+        self._progress()
+
+    # -- stopping --------------------------------------------------------
+
+    def _halt(self, reason: str) -> None:
+        if self._stop is not None and not self._stop.is_set():
+            self._stop.set()
+            self.summary.halted = reason
+            self.audit.append("halted", reason=reason)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signum)
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals == 1:
+            self._halt(f"interrupted ({name}): no new messages were started")
+            grace = self.settings.stop_grace
+            asyncio.get_running_loop().call_later(grace, self._cancel_workers)
+        else:
+            self._cancel_workers()
+
+    def _cancel_workers(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        self._drain()
+
+    def _drain(self) -> None:
+        """Empty the queue: what was queued but not started stays pending."""
+        queue = self._queue
+        while queue is not None and not queue.empty():
+            queue.get_nowait()
+
+    def _progress(self) -> None:
+        if self._on_progress is not None:
+            self._on_progress(self.summary)
+
+
+class _StopRequested(Exception):
+    """Raised inside a retry wait when the run is stopping."""
+
+
+def _short(reason: str, limit: int = 120) -> str:
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+
+
+async def send_campaign(campaign: Campaign, scan: Scan, options: SendOptions, *,
+                        transport: Transport | None = None,
+                        on_progress: Callable[[SendSummary], None] | None = None,
+                        clock: Clock = time.monotonic,
+                        sleep: Sleep = asyncio.sleep) -> SendSummary:
+    """Open the audit log, check for changes since the last run, and deliver.
+
+    Raises :class:`AuditLogError`, :class:`SourceChanged` or
+    :class:`~campaign_tool.errors.TransportError` before anything is sent.
+    """
+    transport = transport or make_transport(campaign)
+    fingerprint = campaign_fingerprint(campaign)
+    audit, history = open_audit(campaign)
+    try:
+        notes = check_changes(campaign, history, fingerprint, options)
+    except SourceChanged:
+        audit.close_sync()
+        raise
+    run = CampaignRun(campaign, scan, transport, audit, history, options,
+                      fingerprint=fingerprint, on_progress=on_progress, clock=clock,
+                      sleep=sleep)
+    for note in notes:
+        audit.append("note", text=note)
+    return await run.run()
+
+
+async def send_seed_canary(campaign: Campaign, seeds: Campaign, seeds_scan: Scan,
+                           options: SendOptions, *, transport: Transport | None = None,
+                           on_progress: Callable[[SendSummary], None] | None = None
+                           ) -> SendSummary:
+    """A test send to the allow-listed seed list, then the campaign waits for --continue.
+
+    The seeds get their own audit log; the campaign's log only records that a
+    canary went out, so its next run needs ``--continue``.
+    """
+    summary = await send_campaign(seeds, seeds_scan, SendOptions(), transport=transport,
+                                  on_progress=on_progress)
+    if summary.halted:
+        return summary
+    audit, _ = open_audit(campaign)
+    try:
+        assert campaign.audit_key is not None
+        audit.append("canary", campaign=campaign.id, key_id=key_id(campaign.audit_key),
+                     mode="seeds", sent=summary.delivered, log=seeds.audit_path.name,
+                     fingerprint=campaign_fingerprint(campaign))
     finally:
-        await transport.close()
-        summary.seconds = time.perf_counter() - started
+        audit.close_sync()
+    summary.halted = (f"canary: the seed list got {summary.delivered:,} messages (log "
+                      f"{seeds.audit_path.name}); check them, then run again with --continue")
     return summary
+
+
+def describe_plan(campaign: Campaign, transport: Transport, messages: int) -> str:
+    """What a send is about to do, for the confirmation prompt."""
+    sender = campaign.config.sender
+    who = f"{sender.name} <{sender.address}>" if sender.name else sender.address
+    return (f"About to send campaign '{campaign.id}': up to {messages:,} messages, one per "
+            f"recipient, from {who} via {transport.description}.")
+

@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from campaign_tool.cli import main
+from tests.smtp_server import RecordingHandler, SmtpServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -140,6 +141,7 @@ def make_campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MakeCampai
     A table override set to None removes the table.
     """
     monkeypatch.setenv("CAMPAIGN_UNSUBSCRIBE_KEY", "test-unsubscribe-key-0123456789")
+    monkeypatch.setenv("CAMPAIGN_AUDIT_KEY", "test-audit-key-0123456789abcdef")
     counter = iter(range(1000))
 
     def factory(*, rows: Sequence[dict[str, Any]] | None = None,
@@ -181,7 +183,7 @@ def make_campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MakeCampai
         for table, override in tables.items():
             if override is None:
                 config.pop(table, None)
-            elif table in config:
+            elif table in config and table != "transport":
                 config[table] = {**config[table], **override}
             else:
                 config[table] = override
@@ -213,3 +215,26 @@ def run_campaign(*args: str, cwd: Path | None = None, env: dict[str, str] | None
     return subprocess.run([sys.executable, "-m", "campaign_tool", *args], cwd=cwd,
                           env=full_env, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL, check=False)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real aiosmtpd server on 127.0.0.1 (free port) with a recording handler."""
+    with SmtpServer(RecordingHandler()) as server:
+        yield server
+
+
+def smtp_tables(server: SmtpServer, **send: Any) -> dict[str, Any]:
+    """Config tables that point a campaign at ``server`` with fast test retries."""
+    return {
+        "transport": {"type": "smtp", "host": server.host, "port": server.port,
+                      "security": "none", "timeout": 2.0, "local_hostname": "client.test"},
+        "send": {"concurrency": 4, "retry_initial": 0.01, "retry_max": 0.05,
+                 "max_attempts": 3, "stop_grace": 2.0, **send},
+    }
+
+
+def audit_entries(folder: CampaignFolder) -> list[dict[str, Any]]:
+    """The parsed entries of a campaign's audit log."""
+    path = folder.root / "test-campaign.audit.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from campaign_tool.errors import TransportError
 from campaign_tool.plan import Envelope
-from campaign_tool.transports import DeliveryResult, DeliveryState
+from campaign_tool.transports import BeforeData, DeliveryResult, DeliveryState, Stage
 
 
 class MaildirTransport:
@@ -36,29 +36,39 @@ class MaildirTransport:
     async def open(self) -> None:
         """Create the Maildir folders if needed."""
         try:
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
             for sub in ("tmp", "new", "cur"):
                 (self.path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as error:
             raise TransportError(f"{self.path}: cannot create the Maildir: "
                                  f"{error.strerror}") from None
 
-    async def deliver(self, envelope: Envelope) -> DeliveryResult:
+    def session(self) -> MaildirTransport:
+        """Files need no connection: the transport is its own session."""
+        return self
+
+    async def attempt(self, envelope: Envelope, before_data: BeforeData) -> DeliveryResult:
         """Write one message file atomically into ``new/``."""
         now = time.time()
         name = (f"{int(now)}.M{int(now % 1 * 1_000_000)}P{self._pid}"
                 f"Q{next(self._counter)}.{self._host},S={len(envelope.data)}")
         temporary = self.path / "tmp" / name
+        await before_data()
         try:
             descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                os.write(descriptor, envelope.data)
+                view = memoryview(envelope.data)
+                while view:
+                    view = view[os.write(descriptor, view):]
                 if self.fsync:
                     os.fsync(descriptor)
             finally:
                 os.close(descriptor)
             os.rename(temporary, self.path / "new" / name)
         except OSError as error:
-            return DeliveryResult(DeliveryState.FAILED, text=f"cannot write: {error.strerror}")
+            # Nothing reached new/, so the recipient has nothing: a definite failure.
+            return DeliveryResult(DeliveryState.FAILED, Stage.DATA,
+                                  text=f"cannot write: {error.strerror}", transient=True)
         return DeliveryResult(DeliveryState.DELIVERED, text=f"new/{name}")
 
     async def close(self) -> None:
