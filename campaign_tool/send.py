@@ -430,7 +430,7 @@ class CampaignRun:
             retry=retry_if_result(self._retryable),
             stop=(stop_after_attempt(self.settings.max_attempts)
                   | stop_after_delay(self.settings.max_retry_seconds)),
-            wait=wait_exponential_jitter(initial=self.settings.retry_initial,
+            wait=wait_exponential_jitter(multiplier=self.settings.retry_initial,
                                          max=self.settings.retry_max,
                                          jitter=self.settings.retry_initial),
             sleep=self._interruptible_sleep,
