@@ -7,6 +7,7 @@ results look on a terminal and which exit code they map to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -49,6 +50,7 @@ from campaign_tool.send import (
     send_campaign,
     send_seed_canary,
 )
+from campaign_tool.spool import Spool
 from campaign_tool.transports import Transport
 
 EXIT_CODES_HELP = """
@@ -181,11 +183,13 @@ def send(config: Path, dry_run: bool, assume_yes: bool, canary: int | None,
     options = SendOptions(resend_unknown=resend_unknown, retry_failed=retry_failed,
                           canary=canary, continue_canary=continue_canary,
                           accept_changes=accept_changes)
-    with _errors_to_exit_codes():
+    with _errors_to_exit_codes(), contextlib.ExitStack() as resources:
         campaign = load_campaign(config, for_sending=not dry_run)
         stderr.print(f"Checking every message of {display_path(campaign.recipients_path)} ...",
                      markup=False)
-        report = preflight(campaign)
+        spool = None if dry_run else resources.enter_context(
+            Spool(campaign.audit_path.parent))
+        report = preflight(campaign, keep=spool)
         _print_preflight(report)
         if not report.ok:
             stderr.print("Nothing was sent.", markup=False)
@@ -194,7 +198,7 @@ def send(config: Path, dry_run: bool, assume_yes: bool, canary: int | None,
             stdout.print(f"Dry run: {report.messages:,} messages would be sent; nothing was "
                          "delivered.", markup=False)
             sys.exit(0)
-        assert report.scan is not None
+        assert spool is not None
         transport = make_transport(campaign)
         if canary_seeds:
             summary = _send_seeds(campaign, transport, assume_yes)
@@ -204,7 +208,7 @@ def send(config: Path, dry_run: bool, assume_yes: bool, canary: int | None,
             stderr.print(f"Sending to {transport.description}; audit log "
                          f"{display_path(campaign.audit_path)}", markup=False)
             with _progress(report.messages) as on_progress:
-                summary = asyncio.run(send_campaign(campaign, report.scan, options,
+                summary = asyncio.run(send_campaign(campaign, report, options, spool=spool,
                                                     transport=transport,
                                                     on_progress=on_progress))
     _print_summary(summary)
@@ -216,18 +220,18 @@ def _send_seeds(campaign: Campaign, transport: Transport, assume_yes: bool) -> S
     seeds = seed_campaign(campaign)
     stderr.print(f"Test send: checking the seed list {display_path(seeds.recipients_path)} ...",
                  markup=False)
-    report = preflight(seeds)
-    _print_preflight(report)
-    if not report.ok:
-        stderr.print("Nothing was sent.", markup=False)
-        sys.exit(EXIT_USAGE)
-    assert report.scan is not None
-    if transport.real:
-        _confirm(describe_plan(seeds, transport, report.messages) + " (seed list only)",
-                 assume_yes)
-    with _progress(report.messages) as on_progress:
-        return asyncio.run(send_seed_canary(campaign, seeds, report.scan, SendOptions(),
-                                            transport=transport, on_progress=on_progress))
+    with Spool(seeds.audit_path.parent) as spool:
+        report = preflight(seeds, keep=spool)
+        _print_preflight(report)
+        if not report.ok:
+            stderr.print("Nothing was sent.", markup=False)
+            sys.exit(EXIT_USAGE)
+        if transport.real:
+            _confirm(describe_plan(seeds, transport, report.messages) + " (seed list only)",
+                     assume_yes)
+        with _progress(report.messages) as on_progress:
+            return asyncio.run(send_seed_canary(campaign, seeds, report, spool=spool,
+                                                transport=transport, on_progress=on_progress))
 
 
 def _confirm(plan: str, assume_yes: bool) -> None:

@@ -11,6 +11,7 @@ only To, Subject, Date, Message-ID and List-Unsubscribe, plus the bodies with
 from __future__ import annotations
 
 import binascii
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from campaign_tool.headers import (
     longest_line,
     unsafe_character,
 )
+
+# Characters that would end or split a <URI> inside List-Unsubscribe.
+_URI_BREAKERS = re.compile(r'[ <>",]|[^\x00-\x7f]')
 
 
 class MessageError(Exception):
@@ -148,8 +152,9 @@ def _check_uri(uri: str) -> None:
         raise MessageError("header-injection",
                            f"the unsubscribe URL contains {unsafe}, which must never reach "
                            "a header")
-    bad = next((c for c in uri if c in ' <>",' or not c.isascii()), None)
-    if bad is not None:
+    bad_match = _URI_BREAKERS.search(uri)
+    if bad_match is not None:
+        bad = bad_match.group()
         shown = "a space" if bad == " " else f"'{bad}'"
         raise MessageError("unsubscribe-url-invalid",
                            f"the unsubscribe URL contains {shown}; percent-encode data in "

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from campaign_tool.addresses import AddressError, Mailbox, parse_address
 from campaign_tool.config import CampaignConfig, load_config
@@ -358,7 +358,7 @@ def plan_messages(campaign: Campaign, scan: Scan) -> Iterator[PlanItem]:
         if _digest(raw) != expected:
             raise SourceChanged(f"{path}:{raw.line}: row {raw.number} changed during the run; "
                                 "nothing more is sent")
-        recipient = check_row(raw, campaign.columns)
+        recipient = check_row(raw, campaign.columns, validated=True)
         assert not isinstance(recipient, str)  # same content as pass 1, which accepted it
         key = recipient.mailbox.key
         if key in scan.suppressed:
@@ -466,11 +466,22 @@ class PreflightReport:
         return self.findings.errors == 0
 
 
-def preflight(campaign: Campaign, *, keep_per_code: int = 100) -> PreflightReport:
+class ItemSink(Protocol):
+    """Where a send's preflight keeps each checked item (see ``spool.Spool``)."""
+
+    def add(self, item: Envelope | Skipped) -> None:
+        """Keep one item."""
+        ...
+
+
+def preflight(campaign: Campaign, *, keep_per_code: int = 100,
+              keep: ItemSink | None = None) -> PreflightReport:
     """Render and check every message (streaming); send nothing.
 
-    Raises :class:`InputError` for an unreadable list; everything else becomes
-    findings in the report.
+    With ``keep``, every checked item (message bytes included) is handed to it
+    in order, so a send can deliver exactly what was checked without rendering
+    again. Raises :class:`InputError` for an unreadable list; everything else
+    becomes findings in the report.
     """
     started = time.perf_counter()
     findings = FindingLog(keep_per_code)
@@ -479,6 +490,8 @@ def preflight(campaign: Campaign, *, keep_per_code: int = 100) -> PreflightRepor
     messages = duplicates = suppressed = 0
     path = campaign.recipients_path
     for item in plan_messages(campaign, scan):
+        if keep is not None and not isinstance(item, Rejected):
+            keep.add(item)
         if isinstance(item, Envelope):
             messages += 1
         elif isinstance(item, Rejected):

@@ -43,6 +43,7 @@ _LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+/=?^_`{|}~
 _LOCAL_PUNCT = frozenset("!#$%&'*+/=?^_`{|}~.-")
 _DOMAIN = re.compile(r"[\w.-]+")
 _SAFE_CACHE_LIMIT = 50_000
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
 def _h(data: str | bytes) -> int:
@@ -72,24 +73,33 @@ def _refine(token: bytes) -> list[bytes]:
 class SortedHashes:
     """An immutable set of 64-bit hashes, each with an owner, in two arrays.
 
-    Built by sorting ``(hash, owner)`` pairs once, packed into single integers
-    so the sort's transient memory stays near 50 bytes an entry; lookups are
-    binary searches. When several owners share a hash, :meth:`owner` returns
-    the smallest.
+    Collected into 256 buckets by the hash's top byte and sorted bucket by
+    bucket: the buckets concatenated in order are sorted as a whole, and the
+    sort's transient memory (about 50 bytes an entry as Python ints) is that of
+    one bucket, not of the whole list. Lookups are binary searches. When
+    several owners share a hash, :meth:`owner` returns the smallest.
     """
 
     __slots__ = ("_hashes", "_owners")
     _OWNER_BITS = 48
 
-    def __init__(self, hashes: array[int], owners: array[int] | None = None) -> None:
-        if owners is None:
-            self._hashes = array("Q", sorted(hashes))
-            self._owners = array("Q", bytes(8 * len(hashes)))
-            return
-        bits, mask = self._OWNER_BITS, (1 << self._OWNER_BITS) - 1
-        packed = sorted([h << bits | o for h, o in zip(hashes, owners, strict=True)])
-        self._hashes = array("Q", (p >> bits for p in packed))
-        self._owners = array("Q", (p & mask for p in packed))
+    def __init__(self, hashes: array[int], owners: array[int]) -> None:
+        self._hashes = hashes
+        self._owners = owners
+
+    @classmethod
+    def from_buckets(cls, buckets: HashBuckets) -> SortedHashes:
+        """Sort what the buckets hold (emptying them as it goes)."""
+        bits, mask = cls._OWNER_BITS, (1 << cls._OWNER_BITS) - 1
+        hashes: array[int] = array("Q")
+        owners: array[int] = array(buckets.owner_type)
+        for bucket_hashes, bucket_owners in buckets.pairs:
+            packed = sorted([h << bits | o for h, o in zip(bucket_hashes, bucket_owners,
+                                                            strict=True)])
+            hashes.extend(p >> bits for p in packed)
+            owners.extend(p & mask for p in packed)
+            del bucket_hashes[:], bucket_owners[:]
+        return cls(hashes, owners)
 
     def __len__(self) -> int:
         return len(self._hashes)
@@ -117,7 +127,25 @@ class SortedHashes:
 
     def nbytes(self) -> int:
         """Memory held by the two arrays."""
-        return (len(self._hashes) + len(self._owners)) * 8
+        return (len(self._hashes) * self._hashes.itemsize
+                + len(self._owners) * self._owners.itemsize)
+
+
+class HashBuckets:
+    """(hash, owner) pairs collected in 256 buckets by the hash's top byte."""
+
+    __slots__ = ("owner_type", "pairs")
+
+    def __init__(self, owner_type: str) -> None:
+        self.owner_type = owner_type
+        self.pairs: list[tuple[array[int], array[int]]] = [
+            (array("Q"), array(owner_type)) for _ in range(256)]
+
+    def add(self, hashed: int, owner: int) -> None:
+        """Record one pair."""
+        hashes, owners = self.pairs[hashed >> 56]
+        hashes.append(hashed)
+        owners.append(owner)
 
 
 @dataclass(slots=True)
@@ -134,24 +162,21 @@ class LeakIndexBuilder:
     def __init__(self, private_columns: Sequence[str], min_private_length: int) -> None:
         self.private_columns = tuple(private_columns)
         self.min_private_length = min_private_length
-        self._key_hashes: array[int] = array("Q")
-        self._key_rows: array[int] = array("Q")
-        self._alt_hashes: array[int] = array("Q")
-        self._alt_rows: array[int] = array("Q")
-        self._value_hashes: array[int] = array("Q")
-        self._value_owners: array[int] = array("Q")
-        self._first_tokens: array[int] = array("Q")
+        # Rows fit 32 bits ("I"); a value's owner is row << 8 | column ("Q").
+        self._keys = HashBuckets("I")
+        self._alternates = HashBuckets("I")
+        self._values = HashBuckets("Q")
+        self._first_tokens: set[int] = set()  # few distinct: "acc" starts every "ACC-…"
         self._lengths: set[int] = set()
         self.short_values: dict[str, ShortValues] = {}
 
     def add(self, recipient: Recipient) -> None:
         """Index one valid row."""
         mailbox = recipient.mailbox
-        self._key_hashes.append(_h(mailbox.key))
-        self._key_rows.append(recipient.row)
-        for form in mailbox.forms - {mailbox.key}:
-            self._alt_hashes.append(_h(form))
-            self._alt_rows.append(recipient.row)
+        self._keys.add(_h(mailbox.key), recipient.row)
+        if mailbox.unicode != mailbox.address:
+            for form in mailbox.forms - {mailbox.key}:
+                self._alternates.add(_h(form), recipient.row)
         for column, value in recipient.private_values(self.private_columns):
             value_tokens = tokens(value)
             if sum(len(t) for t in value_tokens) < self.min_private_length:
@@ -160,27 +185,24 @@ class LeakIndexBuilder:
                 if len(short.rows) < 10:
                     short.rows.append(recipient.row)
                 continue
-            self._value_hashes.append(_h(b" ".join(value_tokens)))
-            self._value_owners.append(
-                recipient.row << 8 | self.private_columns.index(column))
+            self._values.add(_h(b" ".join(value_tokens)),
+                             recipient.row << 8 | self.private_columns.index(column))
             if len(value_tokens) > 1:
-                self._first_tokens.append(_h(value_tokens[0]))
+                self._first_tokens.add(_h(value_tokens[0]))
                 self._lengths.add(len(value_tokens))
 
     def build(self) -> LeakIndex:
         """Sort what was collected into the immutable index."""
+        firsts = sorted(self._first_tokens)
         index = LeakIndex(
-            keys=SortedHashes(self._key_hashes, self._key_rows),
-            alternates=SortedHashes(self._alt_hashes, self._alt_rows),
-            values=SortedHashes(self._value_hashes, self._value_owners),
-            first_tokens=SortedHashes(self._first_tokens),
+            keys=SortedHashes.from_buckets(self._keys),
+            alternates=SortedHashes.from_buckets(self._alternates),
+            values=SortedHashes.from_buckets(self._values),
+            first_tokens=SortedHashes(array("Q", firsts), array("I", bytes(4 * len(firsts)))),
             lengths=tuple(sorted(self._lengths)),
             private_columns=self.private_columns,
         )
-        # Release the collection arrays: the index holds sorted copies.
-        for collected in (self._key_hashes, self._key_rows, self._alt_hashes, self._alt_rows,
-                          self._value_hashes, self._value_owners, self._first_tokens):
-            del collected[:]
+        self._first_tokens.clear()
         return index
 
 
@@ -239,6 +261,10 @@ class LeakScanner:
         self._check_values = len(index.values) > 0
         # Tokens known to be in no index: the template's fixed words, mostly.
         self._safe: set[bytes] = set()
+        # Lines that can start no private-value match, and how many tokens of
+        # the following lines a match starting on a line could reach.
+        self._safe_lines: set[str] = set()
+        self._lookahead = max(index.lengths, default=1) - 1
 
     def scan(self, recipient: Recipient, parts: Sequence[tuple[str, str]]) -> list[Leak]:
         """Every leak in ``parts`` ((name, text) pairs) of ``recipient``'s message.
@@ -249,29 +275,28 @@ class LeakScanner:
         alone, to say where.
         """
         prepared = [(name, _readable(name, text)) for name, text in parts if text]
-        own_forms = frozenset(_h(form) for form in recipient.mailbox.forms)
-        own_values = self._own_values(recipient) if self._check_values else set()
+        own = _Own(recipient, self.index.private_columns)
         combined = "\n".join(text for _, text in prepared)
-        if not self._owners(combined, recipient, own_forms, own_values):
+        if not self._owners(combined, recipient, own):
             return []
         leaks: list[Leak] = []
         for name, text in prepared:
-            for owner, column in self._owners(text, recipient, own_forms, own_values):
+            for owner, column in self._owners(text, recipient, own):
                 leak = Leak(name, owner, column)
                 if leak not in leaks:
                     leaks.append(leak)
         return leaks
 
-    def _owners(self, text: str, recipient: Recipient, own_forms: frozenset[int],
-                own_values: set[int]) -> list[tuple[int, str | None]]:
+    def _owners(self, text: str, recipient: Recipient,
+                own: _Own) -> list[tuple[int, str | None]]:
         found: list[tuple[int, str | None]] = []
         if "@" in text:
             found.extend((owner, None) for owner in
-                         self._foreign_addresses(text, own_forms, recipient.row))
+                         self._foreign_addresses(text, own.forms, recipient.row))
         if self._check_values:
             columns = self.index.private_columns
             found.extend((owner >> 8, columns[owner & 0xFF]) for owner in
-                         self._foreign_values(text, own_values))
+                         self._foreign_values(text, own))
         return found
 
     def _foreign_addresses(self, text: str, own: frozenset[int], row: int) -> Iterator[int]:
@@ -287,26 +312,49 @@ class LeakScanner:
                     yield owner
             at = lower.find("@", at + 1)
 
-    def _own_values(self, recipient: Recipient) -> set[int]:
-        """Hashes of every token run inside this recipient's own data."""
-        own: set[int] = set()
-        texts = [value for _, value in recipient.private_values(self.index.private_columns)]
-        texts.append(recipient.mailbox.unicode)
-        texts.append(recipient.mailbox.address)
-        if recipient.name:
-            texts.append(recipient.name)
-        for text in texts:
-            run = tokens(text)
-            for start in range(len(run)):
-                for end in range(start + 1, min(len(run), start + 12) + 1):
-                    own.add(_h(b" ".join(run[start:end])))
-        return own
+    def _foreign_values(self, text: str, own: _Own) -> Iterator[int]:
+        """Owners of private values in ``text``, line by line.
 
-    def _foreign_values(self, text: str, own: set[int]) -> Iterator[int]:
-        run = tokens(text)
-        unknown = set(run) - self._safe
+        A line whose tokens are neither a private value nor the first token of
+        one can start no match, so once seen it is skipped (the template's
+        fixed lines, mostly). Each line that is checked gets the next lines'
+        first tokens as look-ahead, so a value broken across lines is found.
+        """
+        lines = text.split("\n")
+        safe_lines = self._safe_lines
+        lookahead = self._lookahead
+        for number, line in enumerate(lines):
+            if line in safe_lines or not line:
+                continue
+            run = tokens(line)
+            own_tokens = len(run)
+            if lookahead:
+                following = number + 1
+                while len(run) - own_tokens < lookahead and following < len(lines):
+                    run.extend(tokens(lines[following]))
+                    following += 1
+            hit = False
+            for owner in self._line_values(run, own_tokens, own):
+                hit = True
+                yield owner
+            if not hit and self._line_is_inert(run, own_tokens) \
+                    and len(safe_lines) < _SAFE_CACHE_LIMIT:
+                safe_lines.add(line)
+
+    def _line_is_inert(self, run: list[bytes], own_tokens: int) -> bool:
+        """True when no token of the line is in the value or first-token index."""
         values, firsts = self.index.values, self.index.first_tokens
-        for token in unknown:
+        for token in run[:own_tokens]:
+            if token in self._safe:
+                continue
+            hashed = _h(token)
+            if hashed in values or hashed in firsts:
+                return False
+        return True
+
+    def _line_values(self, run: list[bytes], own_tokens: int, own: _Own) -> Iterator[int]:
+        values, firsts = self.index.values, self.index.first_tokens
+        for token in set(run[:own_tokens]) - self._safe:
             hashed = _h(token)
             in_values = hashed in values
             is_first = hashed in firsts
@@ -314,26 +362,74 @@ class LeakScanner:
                 if len(self._safe) < _SAFE_CACHE_LIMIT:
                     self._safe.add(token)
                 continue
-            if in_values and hashed not in own:
+            if in_values and not own.owns(hashed):
                 owner = values.owner(hashed)
                 if owner is not None:
                     yield owner
             if is_first:
-                yield from self._foreign_runs(run, token, own)
+                yield from self._foreign_runs(run, token, own, own_tokens)
 
-    def _foreign_runs(self, run: list[bytes], first: bytes, own: set[int]) -> Iterator[int]:
+    def _foreign_runs(self, run: list[bytes], first: bytes, own: _Own,
+                      starts_before: int) -> Iterator[int]:
         values = self.index.values
-        for start, token in enumerate(run):
-            if token != first:
-                continue
+        start = -1
+        while True:
+            try:
+                start = run.index(first, start + 1)  # a C-level search, not a Python loop
+            except ValueError:
+                return
+            if start >= starts_before:
+                return  # a look-ahead token: its own line is checked in its turn
             for length in self.index.lengths:
                 if start + length > len(run):
                     break
                 hashed = _h(b" ".join(run[start:start + length]))
-                if hashed in values and hashed not in own:
+                if hashed in values and not own.owns(hashed):
                     owner = values.owner(hashed)
                     if owner is not None:
                         yield owner
+
+
+class _Own:
+    """What belongs to the recipient being checked, computed only as far as needed.
+
+    Most hits are the recipient's own full values (cheap to test); only a hit
+    that is not one of them needs every token run of their own data, so that a
+    value another row holds as a whole (``Smith``) is not a leak where it is
+    part of this recipient's own data (``Anna Smith``).
+    """
+
+    __slots__ = ("_columns", "_full", "_recipient", "_runs", "forms")
+
+    def __init__(self, recipient: Recipient, columns: tuple[str, ...]) -> None:
+        self._recipient, self._columns = recipient, columns
+        self.forms = frozenset(_h(form) for form in recipient.mailbox.forms)
+        self._full: set[int] | None = None
+        self._runs: set[int] | None = None
+
+    def _texts(self) -> list[str]:
+        recipient = self._recipient
+        texts = [value for _, value in recipient.private_values(self._columns)]
+        texts += [recipient.mailbox.unicode, recipient.mailbox.address]
+        if recipient.name:
+            texts.append(recipient.name)
+        return texts
+
+    def owns(self, hashed: int) -> bool:
+        """True when ``hashed`` is a token run of this recipient's own data."""
+        if self._full is None:
+            self._full = {_h(b" ".join(tokens(text))) for text in self._texts()}
+        if hashed in self._full:
+            return True
+        if self._runs is None:
+            runs: set[int] = set()
+            for text in self._texts():
+                run = tokens(text)
+                for start in range(len(run)):
+                    for end in range(start + 1, min(len(run), start + 12) + 1):
+                        runs.add(_h(b" ".join(run[start:end])))
+            self._runs = runs
+        return hashed in self._runs
 
 
 def _address_candidates(lower: str, at: int) -> Iterator[str]:
@@ -367,6 +463,6 @@ def _readable(name: str, text: str) -> str:
     """The text as a reader sees it: HTML entities decoded, ``%xx`` decoded."""
     if name == "HTML body" and "&" in text:
         text = html.unescape(text)
-    if "%" in text:
+    if "%" in text and _PERCENT_ESCAPE.search(text):  # "100%" alone needs no decoding
         text = unquote(text)
     return text

@@ -270,15 +270,18 @@ def _read_json_array(path: Path, handle: IO[str]) -> Iterator[RawRow]:
         raise stream.error("unexpected data after the end of the array")
 
 
-def check_row(raw: RawRow, spec: ColumnSpec) -> Recipient | str:
-    """Validate one record: the Recipient, or the reason it cannot be used."""
+def check_row(raw: RawRow, spec: ColumnSpec, *, validated: bool = False) -> Recipient | str:
+    """Validate one record: the Recipient, or the reason it cannot be used.
+
+    ``validated``: this exact record passed before (see ``parse_address``).
+    """
     if raw.fields is None:
         return raw.problem or "cannot be read"
     fields = raw.fields
     if spec.email not in fields:
         return f"has no '{spec.email}' column"
     try:
-        mailbox = parse_address(fields[spec.email])
+        mailbox = parse_address(fields[spec.email], validated=validated)
     except AddressError as error:
         return f"column '{spec.email}' {error}"
     name = None

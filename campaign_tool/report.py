@@ -122,8 +122,10 @@ def _apply(report: AuditReport, entry: dict[str, Any], final: dict[str, tuple[st
         report.send_seconds += float(entry.get("seconds", 0.0))
     elif event == "halted":
         report.halts.append(str(entry.get("reason")))
-    elif event == "retry":
-        report.retries += 1
+    elif event in ("retry", "deferred"):
+        report.retries += event == "retry"
+        if isinstance(rcpt, str) and final.get(rcpt, ("", None))[0] == "unknown":
+            del final[rcpt]  # the attempt "sending" announced did not deliver
     elif event == "duplicate" and isinstance(entry.get("row"), int):
         duplicates.add(entry["row"])
     elif isinstance(rcpt, str) and event in ("delivered", "unknown", "sending", "suppressed"):

@@ -15,10 +15,11 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import signal
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +51,17 @@ from campaign_tool.errors import (
     PreflightFailed,
     SourceChanged,
 )
-from campaign_tool.plan import Campaign, Envelope, Fate, Rejected, Scan, Skipped, plan_messages
+from campaign_tool.plan import (
+    Campaign,
+    Envelope,
+    Fate,
+    PreflightReport,
+    Rejected,
+    Scan,
+    Skipped,
+    plan_messages,
+)
+from campaign_tool.spool import Spool
 from campaign_tool.transports import DeliveryResult, DeliveryState, Session, Stage, Transport
 from campaign_tool.transports.maildir import MaildirTransport
 
@@ -142,6 +153,11 @@ class RateLimiter:
     def pause(self, seconds: float) -> None:
         """Let nothing through for ``seconds`` (a server said to slow down)."""
         self._next = max(self._next, self._clock() + seconds)
+
+    @property
+    def paused(self) -> bool:
+        """True while a pause (or the spacing) still holds the next slot back."""
+        return self._next > self._clock()
 
 
 class Breaker:
@@ -247,16 +263,17 @@ class CampaignRun:
     else (the transport, the audit log, the plan) is real.
     """
 
-    def __init__(self, campaign: Campaign, scan: Scan, transport: Transport,
-                 audit: AuditLog, history: History, options: SendOptions, *,
+    def __init__(self, campaign: Campaign, items: Iterable[Envelope | Skipped], *,
+                 rows: int, invalid: int, transport: Transport, audit: AuditLog,
+                 history: History, options: SendOptions,
                  fingerprint: dict[str, str] | None = None,
                  on_progress: Callable[[SendSummary], None] | None = None,
                  clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
-        self.campaign, self.scan, self.transport = campaign, scan, transport
+        self.campaign, self.items, self.transport = campaign, items, transport
         self.audit, self.history, self.options = audit, history, options
         self.fingerprint = fingerprint or {}
         self.settings = campaign.config.send
-        self.summary = SendSummary(rows=scan.rows, invalid=scan.rows - scan.valid)
+        self.summary = SendSummary(rows=rows, invalid=invalid)
         self._on_progress = on_progress
         self._clock, self._sleep = clock, sleep
         self._limiter = RateLimiter(self.settings.rate, clock=clock, sleep=sleep)
@@ -265,7 +282,7 @@ class CampaignRun:
         self._breaker = Breaker(breaker.window, breaker.threshold, breaker.min_messages)
         self._stop: asyncio.Event | None = None
         self._workers: list[asyncio.Task[None]] = []
-        self._queue: asyncio.Queue[Envelope | None] | None = None
+        self._queue: asyncio.Queue[_Work | None] | None = None
         self._error: BaseException | None = None
         self._signals = 0
 
@@ -302,7 +319,7 @@ class CampaignRun:
         self.audit.append(
             "run", campaign=self.campaign.id, version=1, key_id=key_id(self.campaign.audit_key),
             pseudonyms="cleartext" if self.audit.cleartext else "hmac-sha256",
-            fingerprint=self.fingerprint, rows=self.scan.rows,
+            fingerprint=self.fingerprint, rows=self.summary.rows,
             transport=self.transport.description, options=options or None,
             pid=os.getpid())
         if self.options.continue_canary and self.history.canary_pending:
@@ -310,28 +327,26 @@ class CampaignRun:
 
     async def _deliver_all(self) -> None:
         assert self._stop is not None
-        queue: asyncio.Queue[Envelope | None] = asyncio.Queue(
+        queue: asyncio.Queue[_Work | None] = asyncio.Queue(
             maxsize=max(2, self.settings.concurrency * 2))
         self._queue = queue
         self._workers = [asyncio.create_task(self._worker(queue), name=f"worker-{n}")
                          for n in range(self.settings.concurrency)]
         canary_sent = 0
         try:
-            for item in plan_messages(self.campaign, self.scan):
+            for item in self.items:
                 if self._stop.is_set():
                     break
-                if isinstance(item, Rejected):
-                    # The preflight passed this row; only a changed template could fail it.
-                    raise PreflightFailed(item.finding.describe(), findings=[item.finding])
                 if isinstance(item, Skipped):
                     self._record_skip(item)
                     continue
-                if not self._due(item):
+                fields = self.audit.recipient_fields(item.address_key)
+                if not self._due(fields["rcpt"]):
                     continue
                 if self.options.canary is not None and canary_sent >= self.options.canary:
                     break
                 canary_sent += 1
-                await queue.put(item)
+                await queue.put(_Work(item, fields))
         finally:
             if self._stop.is_set():
                 self._drain()
@@ -352,10 +367,9 @@ class CampaignRun:
                     not isinstance(result, asyncio.CancelledError):
                 raise result
 
-    def _due(self, envelope: Envelope) -> bool:
+    def _due(self, pseudonym: str) -> bool:
         """Whether this recipient still needs a message; counts those who do not."""
-        state = self.history.states.get(pseudonym_key(
-            self.audit.pseudonym(envelope.address_key)))
+        state = self.history.states.get(pseudonym_key(pseudonym))
         summary = self.summary
         if state is RecipientState.DELIVERED:
             summary.delivered += 1
@@ -385,18 +399,18 @@ class CampaignRun:
 
     # -- one worker ------------------------------------------------------
 
-    async def _worker(self, queue: asyncio.Queue[Envelope | None]) -> None:
+    async def _worker(self, queue: asyncio.Queue[_Work | None]) -> None:
         assert self._stop is not None
         session = self.transport.session()
         try:
             while True:
-                envelope = await queue.get()
-                if envelope is None:
+                work = await queue.get()
+                if work is None:
                     return
                 if self._stop.is_set():
                     continue  # left pending: a re-run sends it
                 try:
-                    await self._deliver(session, envelope)
+                    await self._deliver(session, work.envelope, work.fields)
                 except Exception as error:  # noqa: BLE001 - kept, re-raised after the run
                     if self._error is None:
                         self._error = error
@@ -405,50 +419,53 @@ class CampaignRun:
             with contextlib.suppress(Exception):
                 await asyncio.shield(session.close())
 
-    async def _deliver(self, session: Session, envelope: Envelope) -> None:
-        fields = self.audit.recipient_fields(envelope.address_key)
+    async def _deliver(self, session: Session, envelope: Envelope,
+                       fields: dict[str, str]) -> None:
         attempt = 0
-        marked = False
+        marked = in_data = False
 
-        async def before_data() -> None:
-            nonlocal marked
+        async def one_attempt() -> DeliveryResult:
+            nonlocal attempt, marked, in_data
+            attempt += 1
+            in_data = False
+            if self._limiter.interval or self._limiter.paused:
+                await self._limiter.acquire()
+            if self.settings.domain_rate:
+                await self._domain_limiter(envelope.domain).acquire()
+            # "sending" is appended before MAIL FROM and made durable before DATA:
+            # its fsync overlaps the MAIL and RCPT round trips instead of stalling
+            # every connection at the same point.
             seq = self.audit.append("sending", row=envelope.row, attempt=attempt,
                                     mid=envelope.message_id, **fields)
             marked = True
-            await self.audit.durable(seq)
 
-        async def one_attempt() -> DeliveryResult:
-            nonlocal attempt, marked
-            attempt += 1
-            marked = False
-            await self._limiter.acquire()
-            if self.settings.domain_rate:
-                await self._domain_limiter(envelope.domain).acquire()
+            async def before_data() -> None:
+                nonlocal in_data
+                await self.audit.durable(seq)
+                in_data = True
+
             return await session.attempt(envelope, before_data)
 
-        retrying = AsyncRetrying(
-            retry=retry_if_result(self._retryable),
-            stop=(stop_after_attempt(self.settings.max_attempts)
-                  | stop_after_delay(self.settings.max_retry_seconds)),
-            wait=wait_exponential_jitter(multiplier=self.settings.retry_initial,
-                                         max=self.settings.retry_max,
-                                         jitter=self.settings.retry_initial),
-            sleep=self._interruptible_sleep,
-            before_sleep=lambda state: self._log_retry(envelope, fields, state),
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome
-            else None)
         self.summary.attempted += 1
+        started = time.monotonic()
         try:
-            result: DeliveryResult = await retrying(one_attempt)
+            # The first attempt runs bare; tenacity takes over only for retries, so
+            # the common case pays nothing for the retry machinery.
+            result = await one_attempt()
+            if self._retryable(result):
+                result = await self._retrying(envelope, fields, one_attempt, result, started)
         except _StopRequested:
             self.audit.append("deferred", row=envelope.row, attempt=attempt,
                               text="halted while waiting to retry", **fields)
             return
         except asyncio.CancelledError:
-            if marked:
+            if in_data:
                 self._finish(envelope, fields, attempt, DeliveryResult(
                     DeliveryState.UNKNOWN, Stage.DATA,
                     text="interrupted during DATA: the server may or may not have it"))
+            elif marked:
+                self.audit.append("deferred", row=envelope.row, attempt=attempt,
+                                  text="interrupted before DATA", **fields)
             raise
         if result.stage is Stage.CONNECT and result.state is DeliveryState.FAILED:
             # The server could not be reached (or refused us) across every retry:
@@ -458,6 +475,36 @@ class CampaignRun:
             self._halt(f"SMTP server unusable: {result.text}")
             return
         self._finish(envelope, fields, attempt, result)
+
+    async def _retrying(self, envelope: Envelope, fields: dict[str, str],
+                        one_attempt: Callable[[], Coroutine[Any, Any, DeliveryResult]],
+                        first: DeliveryResult, started: float) -> DeliveryResult:
+        """Retries after a transient first failure: backoff with jitter, bounded.
+
+        The first attempt already happened, so it counts against both bounds,
+        and the waits continue its exponential series (initial, 2x, 4x ...).
+        """
+        settings = self.settings
+        if settings.max_attempts <= 1:
+            return first
+        first_wait = min(settings.retry_max,
+                         settings.retry_initial + random.uniform(0, settings.retry_initial))
+        self._note_retry(envelope, fields, first, 1, first_wait)
+        await self._interruptible_sleep(first_wait)
+        remaining = settings.max_retry_seconds - (time.monotonic() - started)
+        retrying = AsyncRetrying(
+            retry=retry_if_result(self._retryable),
+            stop=(stop_after_attempt(settings.max_attempts - 1)
+                  | stop_after_delay(max(0.0, remaining))),
+            wait=wait_exponential_jitter(multiplier=settings.retry_initial * 2,
+                                         max=settings.retry_max,
+                                         jitter=settings.retry_initial),
+            sleep=self._interruptible_sleep,
+            before_sleep=lambda state: self._log_retry(envelope, fields, state),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome
+            else None)
+        result: DeliveryResult = await retrying(one_attempt)
+        return result
 
     def _retryable(self, result: DeliveryResult) -> bool:
         if result.fatal or (self._stop is not None and self._stop.is_set()):
@@ -469,13 +516,18 @@ class CampaignRun:
         result = state.outcome.result() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
         if isinstance(result, DeliveryResult):
-            self.audit.append("retry", row=envelope.row, attempt=state.attempt_number,
-                              stage=result.stage.value, code=result.code,
-                              text=self.audit.server_text(result.text),
-                              wait=round(wait, 3), **fields)
-            if result.code == 421 or (result.code in (450, 451) and result.stage is Stage.RCPT):
-                # The server asked us to slow down: hold back everyone, not just this one.
-                self._limiter.pause(wait)
+            # tenacity counts from the second attempt: the first ran before it.
+            self._note_retry(envelope, fields, result, state.attempt_number + 1, wait)
+
+    def _note_retry(self, envelope: Envelope, fields: dict[str, str], result: DeliveryResult,
+                    attempt: int, wait: float) -> None:
+        self.audit.append("retry", row=envelope.row, attempt=attempt,
+                          stage=result.stage.value, code=result.code,
+                          text=self.audit.server_text(result.text),
+                          wait=round(wait, 3), **fields)
+        if result.code == 421 or (result.code in (450, 451) and result.stage is Stage.RCPT):
+            # The server asked us to slow down: hold back everyone, not just this one.
+            self._limiter.pause(wait)
 
     async def _interruptible_sleep(self, seconds: float) -> None:
         assert self._stop is not None
@@ -569,6 +621,14 @@ class CampaignRun:
             self._on_progress(self.summary)
 
 
+@dataclass(frozen=True, slots=True)
+class _Work:
+    """An envelope on its way to a worker, with its audit fields computed once."""
+
+    envelope: Envelope
+    fields: dict[str, str]
+
+
 class _StopRequested(Exception):
     """Raised inside a retry wait when the run is stopping."""
 
@@ -578,16 +638,28 @@ def _short(reason: str, limit: int = 120) -> str:
     return reason if len(reason) <= limit else reason[: limit - 1] + "…"
 
 
-async def send_campaign(campaign: Campaign, scan: Scan, options: SendOptions, *,
-                        transport: Transport | None = None,
+def checked_plan(campaign: Campaign, scan: Scan) -> Iterator[Envelope | Skipped]:
+    """The plan rendered again (when no spool was kept), refusing any failed row."""
+    for item in plan_messages(campaign, scan):
+        if isinstance(item, Rejected):
+            # The preflight passed this row; only a changed template could fail it.
+            raise PreflightFailed(item.finding.describe(), findings=[item.finding])
+        yield item
+
+
+async def send_campaign(campaign: Campaign, report: PreflightReport, options: SendOptions, *,
+                        spool: Spool | None = None, transport: Transport | None = None,
                         on_progress: Callable[[SendSummary], None] | None = None,
                         clock: Clock = time.monotonic,
                         sleep: Sleep = asyncio.sleep) -> SendSummary:
     """Open the audit log, check for changes since the last run, and deliver.
 
-    Raises :class:`AuditLogError`, :class:`SourceChanged` or
+    ``report`` is the clean preflight; with ``spool`` (filled by that
+    preflight) the checked bytes are sent as they are, else every message is
+    rendered again. Raises :class:`AuditLogError`, :class:`SourceChanged` or
     :class:`~campaign_tool.errors.TransportError` before anything is sent.
     """
+    assert report.scan is not None and report.ok
     transport = transport or make_transport(campaign)
     fingerprint = campaign_fingerprint(campaign)
     audit, history = open_audit(campaign)
@@ -596,7 +668,9 @@ async def send_campaign(campaign: Campaign, scan: Scan, options: SendOptions, *,
     except SourceChanged:
         audit.close_sync()
         raise
-    run = CampaignRun(campaign, scan, transport, audit, history, options,
+    items = spool.items() if spool is not None else checked_plan(campaign, report.scan)
+    run = CampaignRun(campaign, items, rows=report.rows, invalid=report.invalid,
+                      transport=transport, audit=audit, history=history, options=options,
                       fingerprint=fingerprint, on_progress=on_progress, clock=clock,
                       sleep=sleep)
     for note in notes:
@@ -604,8 +678,8 @@ async def send_campaign(campaign: Campaign, scan: Scan, options: SendOptions, *,
     return await run.run()
 
 
-async def send_seed_canary(campaign: Campaign, seeds: Campaign, seeds_scan: Scan,
-                           options: SendOptions, *, transport: Transport | None = None,
+async def send_seed_canary(campaign: Campaign, seeds: Campaign, seeds_report: PreflightReport,
+                           *, spool: Spool | None = None, transport: Transport | None = None,
                            on_progress: Callable[[SendSummary], None] | None = None
                            ) -> SendSummary:
     """A test send to the allow-listed seed list, then the campaign waits for --continue.
@@ -613,8 +687,8 @@ async def send_seed_canary(campaign: Campaign, seeds: Campaign, seeds_scan: Scan
     The seeds get their own audit log; the campaign's log only records that a
     canary went out, so its next run needs ``--continue``.
     """
-    summary = await send_campaign(seeds, seeds_scan, SendOptions(), transport=transport,
-                                  on_progress=on_progress)
+    summary = await send_campaign(seeds, seeds_report, SendOptions(), spool=spool,
+                                  transport=transport, on_progress=on_progress)
     if summary.halted:
         return summary
     audit, _ = open_audit(campaign)

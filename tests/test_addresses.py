@@ -53,3 +53,60 @@ def test_non_ascii_local_part_needs_smtputf8() -> None:
     mailbox = parse_address("josé@exämple.test")
     assert mailbox.smtputf8
     assert mailbox.address == "josé@exämple.test"
+
+
+# The fast paths must agree with email-validator exactly: it is the oracle.
+from email_validator import EmailNotValidError, validate_email  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from campaign_tool.addresses import _plain_address  # noqa: E402
+
+_ATOM = st.text(alphabet="abcXYZ019_+-.!#$%&'*/=?^`{|}~", min_size=0, max_size=70)
+_LABEL = st.text(alphabet="abcXY019-", min_size=0, max_size=66)
+_TLD = st.sampled_from(["test", "com", "org", "local", "localhost", "invalid", "onion",
+                        "arpa", "c0m", "x", "museum", "COM", "xn--p1ai", "a" * 64])
+_ADDRESS = st.builds(lambda local, labels, tld: f"{local}@{'.'.join([*labels, tld])}",
+                     _ATOM, st.lists(_LABEL, min_size=0, max_size=4), _TLD)
+# Mostly inside the fast subset, edges included (long parts, hyphens, case).
+_PLAINISH = st.builds(
+    lambda parts, labels, tld: f"{'.'.join(parts)}@{'.'.join([*labels, tld])}",
+    st.lists(st.text(alphabet="aZ09_+-", min_size=1, max_size=40), min_size=1, max_size=3),
+    st.lists(st.from_regex(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,62}[a-zA-Z0-9])?", fullmatch=True),
+             min_size=1, max_size=5), _TLD)
+
+
+def _oracle(value: str) -> tuple[str, str, bool] | None:
+    try:
+        result = validate_email(value, check_deliverability=False, test_environment=True,
+                                allow_display_name=False, allow_quoted_local=False,
+                                allow_domain_literal=False, allow_empty_local=False)
+    except EmailNotValidError:
+        return None
+    wire = result.ascii_email or result.normalized
+    return wire, result.normalized, result.ascii_email is None
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_ADDRESS | _PLAINISH | st.text(max_size=80))
+def test_plain_address_fast_path_agrees_with_email_validator(value: str) -> None:
+    fast = _plain_address(value)
+    if fast is None:
+        return  # not in the fast subset: the full path decides
+    assert _oracle(value) == (fast.address, fast.unicode, fast.smtputf8), value
+
+
+@settings(max_examples=800, deadline=None)
+@given(_ADDRESS | _PLAINISH)
+def test_second_pass_normalisation_agrees_with_the_first(value: str) -> None:
+    try:
+        first = parse_address(value)
+    except AddressError:
+        return
+    assert parse_address(value, validated=True) == first
+
+
+def test_fast_path_declines_what_it_cannot_vouch_for() -> None:
+    for value in ["a@xn--exmple-cua.test", "a@b.local", "a@ab--cd.test", "a.@x.test",
+                  "a@x.c0m", "a" * 65 + "@x.test", "a@x.localhost"]:
+        assert _plain_address(value) is None, value

@@ -128,3 +128,46 @@ def test_foreign_address_is_found_wherever_it_is_placed(local: str, before: str,
     text = f"{before}{separator}{local}@victim.test{separator}{after}"
     found = check.scan(PEOPLE[0], [("text body", text)])
     assert any(leak.owner_row == 2 for leak in found)
+
+
+def _city_scanner() -> tuple[LeakScanner, Recipient, Recipient]:
+    alice = recipient(1, "alice@example.test", account="New York City Branch 7")
+    bob = recipient(2, "bob@example.test", account="Lisbon Harbour Office 9")
+    builder = LeakIndexBuilder(("account",), 3)
+    for person in (alice, bob):
+        builder.add(person)
+    return LeakScanner(builder.build()), alice, bob
+
+
+def test_private_value_broken_across_lines_is_found() -> None:
+    check, alice, _bob = _city_scanner()
+    found = check.scan(alice, [("text body", "Our office:\nLisbon\nHarbour Office\n9\nBye")])
+    assert [leak.owner_row for leak in found] == [2]
+
+
+def test_value_broken_across_lines_is_found_after_its_tail_was_cached_as_safe() -> None:
+    check, alice, _bob = _city_scanner()
+    # First message: "Harbour Office" and "9" alone are inert lines, now cached.
+    assert check.scan(alice, [("text body", "Harbour Office\n9\nHello")]) == []
+    found = check.scan(alice, [("text body", "See Lisbon\nHarbour Office\n9")])
+    assert [leak.owner_row for leak in found] == [2]
+
+
+def test_cached_safe_lines_never_hide_a_value_that_starts_in_them() -> None:
+    check, alice, _bob = _city_scanner()
+    for _ in range(3):
+        found = check.scan(alice, [("HTML body", "<p>Lisbon Harbour Office 9</p>")])
+        assert [leak.owner_row for leak in found] == [2]
+
+
+@settings(max_examples=150, deadline=None)
+@given(before=FILLER, after=FILLER,
+       breaks=st.lists(st.sampled_from([" ", "\n", "\n\n", " \n "]), min_size=3, max_size=3))
+def test_multi_token_value_is_found_however_it_is_broken(before: str, after: str,
+                                                         breaks: list[str]) -> None:
+    check, alice, _bob = _city_scanner()
+    check.scan(alice, [("text body", f"{before}\nHarbour Office 9\n{after}")])  # warm caches
+    words = ["Lisbon", "Harbour", "Office", "9"]
+    text = words[0] + "".join(b + w for b, w in zip(breaks, words[1:], strict=True))
+    found = check.scan(alice, [("text body", f"{before}\n{text}\n{after}")])
+    assert any(leak.owner_row == 2 for leak in found)

@@ -147,6 +147,9 @@ class SmtpSession:
             raise
         self._used += 1
         stage = Stage.MAIL
+        # Each command is bounded by asyncio.timeout() (a timer handle) rather than
+        # aiosmtplib's per-command wait_for (a new Task per reply, 4 a message).
+        limit = self._transport.settings.timeout
         try:
             options, encoding = [], "ascii"
             if envelope.smtputf8:
@@ -156,9 +159,12 @@ class SmtpSession:
                         DeliveryState.FAILED, Stage.MAIL, None,
                         "the server does not offer SMTPUTF8, which this address needs")
                 options, encoding = ["SMTPUTF8"], "utf-8"
-            await client.mail(envelope.sender, options=options, encoding=encoding)
+            async with asyncio.timeout(limit):
+                await client.mail(envelope.sender, options=options, encoding=encoding,
+                                  timeout=None)
             stage = Stage.RCPT
-            await client.rcpt(envelope.recipient, encoding=encoding)
+            async with asyncio.timeout(limit):
+                await client.rcpt(envelope.recipient, encoding=encoding, timeout=None)
         except SMTPResponseException as error:
             await self._reset(client)
             return _refused(stage, error)
@@ -175,7 +181,8 @@ class SmtpSession:
             self._drop()  # a transaction is open: never leave it half-done for reuse
             raise
         try:
-            response = await client.data(envelope.data)
+            async with asyncio.timeout(limit):
+                response = await client.data(envelope.data, timeout=None)
         except SMTPResponseException as error:
             await self._reset(client)
             return _refused(Stage.DATA, error)
@@ -211,5 +218,7 @@ def _refused(stage: Stage, error: SMTPResponseException) -> DeliveryResult:
 def _describe(error: BaseException) -> str:
     if isinstance(error, SMTPResponseException):
         return f"{error.code} {error.message}"
+    if type(error) is TimeoutError:
+        return "timed out waiting for the server"
     text = str(error) or type(error).__name__
     return text if isinstance(error, SMTPException) else f"{type(error).__name__}: {text}"
