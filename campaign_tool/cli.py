@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +43,7 @@ from campaign_tool.plan import (
 )
 from campaign_tool.preview import collect_previews, render_text, write_gallery
 from campaign_tool.report import report_json, summarise
+from campaign_tool.scaffold import config_schema_json, init_campaign
 from campaign_tool.send import (
     SendOptions,
     SendSummary,
@@ -100,21 +102,60 @@ def main() -> None:
 
 
 @main.command(epilog=EXIT_CODES_HELP)
-@ConfigArgument
+@click.argument("configs", type=click.Path(path_type=Path, dir_okay=False), nargs=-1,
+                required=True, metavar="CONFIG...")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]),
               default="text", show_default=True,
               help="text for people, json for programs, github for Actions annotations.")
 @click.option("--max-per-code", type=click.IntRange(min=1), default=100, show_default=True,
               help="Show at most this many findings of each kind (all are counted).")
-def lint(config: Path, fmt: str, max_per_code: int) -> None:
+def lint(configs: tuple[Path, ...], fmt: str, max_per_code: int) -> None:
     """Check a campaign without sending: config, templates, every row, every message.
+
+    Several campaign files may be given (as pre-commit does); the exit code is
+    the worst of them, and --format json then prints a list of documents.
 
     Example: campaign lint examples/newsletter/campaign.toml --format github
     """
-    result = run_lint(config, keep_per_code=max_per_code)
-    text = {"json": result.to_json, "github": result.to_github, "text": result.to_text}[fmt]()
-    click.echo(text)
-    sys.exit(result.exit_code)
+    results = [run_lint(config, keep_per_code=max_per_code) for config in configs]
+    if fmt == "json":
+        documents = [json.loads(result.to_json()) for result in results]
+        click.echo(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2,
+                              ensure_ascii=False))
+    else:
+        for result in results:
+            click.echo(result.to_github() if fmt == "github" else result.to_text())
+    sys.exit(max(result.exit_code for result in results))
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False),
+                metavar="DIR")
+@click.option("--id", "campaign_id", default=None, metavar="ID",
+              help="The campaign id (default: from the folder's name).")
+def init(directory: Path, campaign_id: str | None) -> None:
+    """Start a campaign folder that passes lint and send --dry-run as written.
+
+    Writes campaign.toml, HTML and text templates, a sample recipient list, a
+    suppression list and a .gitignore; refuses to overwrite anything.
+
+    Example: campaign init my-campaign
+    """
+    with _errors_to_exit_codes():
+        written = init_campaign(directory, campaign_id)
+    for path in written:
+        stdout.print(f"wrote {display_path(path)}", markup=False)
+    config = display_path(directory / "campaign.toml")
+    stdout.print(f"Next: campaign lint {config} && campaign preview {config}", markup=False)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+def schema() -> None:
+    """Print the JSON Schema of campaign.toml, for editors to validate and complete.
+
+    Example: campaign schema > campaign.schema.json
+    """
+    click.echo(config_schema_json())
 
 
 @main.command(epilog=EXIT_CODES_HELP)

@@ -261,6 +261,18 @@ class AuditSection(_Section):
                             description="Write addresses in clear beside the pseudonyms.")
 
 
+class DkimSection(_Section):
+    """``[dkim]``: sign every message (RFC 6376; Ed25519 per RFC 8463)."""
+
+    domain: str = Field(max_length=253,
+                        pattern=r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$",
+                        description="The signing domain (d=).")
+    selector: str = Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$",
+                          description="The selector (s=): <selector>._domainkey.<domain>.")
+    key_file: ConfigPath = Field(description="PEM RSA key, or dknewkey's base64 Ed25519 key.")
+    algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
+
+
 class CanarySection(_Section):
     """``[canary]``: a seed list for test sends, every address on an allow-list."""
 
@@ -312,6 +324,7 @@ class CampaignConfig(_Section):
     breaker: BreakerSection = Field(default_factory=dict, validate_default=True)
     audit: AuditSection = Field(default_factory=dict, validate_default=True)
     canary: CanarySection | None = None
+    dkim: DkimSection | None = None
     limits: LimitsSection = Field(default_factory=dict, validate_default=True)
 
     @field_validator("headers")

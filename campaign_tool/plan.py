@@ -48,6 +48,7 @@ from campaign_tool.recipients import (
     read_suppression,
 )
 from campaign_tool.render import Renderer, RenderError
+from campaign_tool.signing import DkimSigner, load_signer
 from campaign_tool.unsubscribe import unsubscribe_token
 
 _RESERVED = ("row", "recipient", "unsubscribe_url", "campaign_id")
@@ -121,6 +122,8 @@ class Campaign:
     unsubscribe_key: bytes | None
     audit_key: bytes | None = None
     notices: list[Finding] = field(default_factory=list)
+    signer: DkimSigner | None = None
+    """Signs every built message when the campaign has a [dkim] table."""
     allow_list: frozenset[str] | None = None
     """When set (a seed canary), only these address keys and ``@domain``s may be mailed."""
     audit_path_override: Path | None = None
@@ -204,10 +207,23 @@ def load_campaign(config_path: Path, *, for_sending: bool) -> Campaign:
                          tuple(recipients.private_columns))
     audit_key = load_key(env_var=config.audit.key_env, key_file=config.audit.key_file,
                          create=for_sending, purpose="audit")
+    signer = None
+    if config.dkim is not None:
+        signer = load_signer(domain=config.dkim.domain, selector=config.dkim.selector,
+                             key_file=config.dkim.key_file, algorithm=config.dkim.algorithm,
+                             config_file=config_path)
+        notices.extend(signer.warnings)
+        dkim_domain = config.dkim.domain.lower()
+        if sender.domain != dkim_domain and not sender.domain.endswith("." + dkim_domain):
+            notices.append(Finding(
+                "dkim-alignment",
+                f"the DKIM domain '{dkim_domain}' does not align with the From domain "
+                f"'{sender.domain}', so the signature will not satisfy DMARC",
+                file=config_path, severity=Severity.WARNING))
     return Campaign(config=config, config_path=config_path, renderer=renderer,
                     builder=builder, columns=columns, sender=sender,
                     campaign_addresses=frozenset(campaign_addresses),
-                    unsubscribe_key=key, audit_key=audit_key, notices=notices)
+                    unsubscribe_key=key, audit_key=audit_key, notices=notices, signer=signer)
 
 
 def seed_campaign(campaign: Campaign) -> Campaign:
@@ -428,9 +444,10 @@ def _build(campaign: Campaign, recipient: Recipient, scanner: LeakScanner,
     leaks = scanner.scan(recipient, parts)
     if leaks:
         raise _LeakFound([leak.describe() for leak in leaks])
+    data = campaign.signer.sign(built.data) if campaign.signer is not None else built.data
     return Envelope(row=recipient.row, line=recipient.line, sender=campaign.sender.address,
                     recipient=recipient.mailbox.address, address_key=recipient.mailbox.key,
-                    data=built.data, message_id=built.message_id, smtputf8=built.smtputf8)
+                    data=data, message_id=built.message_id, smtputf8=built.smtputf8)
 
 
 def _finding_for(problem: Exception, recipient: Recipient, path: Path) -> Finding:

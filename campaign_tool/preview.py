@@ -171,6 +171,29 @@ def write_gallery(previews: Sequence[Preview], out_dir: Path, title: str) -> lis
     return written
 
 
+# Remote references in a body: shown as blocked, as privacy-minded mail clients do.
+_REMOTE_IMG = re.compile(r"""(<img\b[^>]*?\bsrc\s*=\s*)(["'])\s*(?:https?:)?//[^"']*\2""",
+                         re.IGNORECASE)
+_REMOTE_REF = re.compile(r"""(?:src|href)\s*=\s*["']\s*(?:https?:)?//|url\(\s*["']?\s*"""
+                         r"""(?:https?:)?//""", re.IGNORECASE)
+_BLOCKED_IMAGE = ("data:image/svg+xml;utf8,<svg xmlns='http://www.w3.org/2000/svg' "
+                  "width='160' height='40'><rect width='100%' height='100%' fill='%23eee' "
+                  "stroke='%23999'/><text x='8' y='25' font-family='sans-serif' "
+                  "font-size='12' fill='%23666'>remote image blocked</text></svg>")
+
+
+def block_remote_content(markup: str) -> tuple[str, int]:
+    """Replace remote images with a visible placeholder; count remote references.
+
+    The gallery's Content-Security-Policy is what actually blocks every remote
+    load; this makes the blocking visible, image by image.
+    """
+    remote = len(_REMOTE_REF.findall(markup))
+    replaced = _REMOTE_IMG.sub(lambda m: f'{m.group(1)}"{_BLOCKED_IMAGE}" '
+                                         'title="remote image blocked"', markup)
+    return replaced, remote
+
+
 def _card(preview: Preview, eml_name: str | None) -> str:
     esc = html.escape
     rows = "".join(f"<tr><th>{esc(n)}</th><td>{esc(v)}</td></tr>" for n, v in preview.headers())
@@ -179,6 +202,12 @@ def _card(preview: Preview, eml_name: str | None) -> str:
                 f"<h2>{esc(preview.status())}</h2></section>")
     html_body = preview.body("html")
     text_body = preview.body("plain")
+    blocked_note = ""
+    if html_body is not None:
+        html_body, remote = block_remote_content(html_body)
+        if remote:
+            blocked_note = (f'<p class="blocked">{remote} remote reference(s) blocked: the '
+                            "real message would load them from the network.</p>")
     frame = (f'<iframe class="html" sandbox title="HTML body of row {preview.row}" '
              f'srcdoc="{esc(html_body, quote=True)}"></iframe>' if html_body is not None
              else '<p class="none">(no HTML part)</p>')
@@ -187,7 +216,7 @@ def _card(preview: Preview, eml_name: str | None) -> str:
     link = f'<a href="{esc(eml_name or "")}">{esc(eml_name or "")}</a>'
     return (f'<section class="card" data-row="{preview.row}">'
             f"<h2>{esc(preview.status())} · {link}</h2>"
-            f'<table class="headers">{rows}</table>'
+            f'<table class="headers">{rows}</table>{blocked_note}'
             f'<div class="bodies">{frame}{text}</div></section>')
 
 
@@ -209,6 +238,7 @@ iframe.html {{ width: 100%; height: 480px; border: 1px solid #ddd; background: #
 pre.text {{ white-space: pre-wrap; margin: 0; padding: .5rem; border: 1px solid #ddd;
             max-height: 480px; overflow: auto; }}
 .skipped {{ opacity: .7; }}
+.blocked {{ color: #92400e; background: #fef3c7; padding: .25rem .5rem; border-radius: 4px; }}
 </style>
 </head>
 <body>
