@@ -46,19 +46,36 @@ _ADDRESS_IN_TEXT = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
 
 
 class RecipientState(enum.IntEnum):
-    """What the log says about one address, for resuming."""
+    """What the log says about one address: its latest state."""
 
     DELIVERED = 1
     FAILED_PERMANENT = 2
     FAILED_TRANSIENT = 3
     UNKNOWN = 4
+    SUPPRESSED = 5
+    OPEN = 6
+    """An attempt certainly did not deliver (a 4xx, no connection, a stop
+    before DATA) and nothing final followed: still to be sent."""
 
 
-_TERMINAL = {
-    "delivered": RecipientState.DELIVERED,
-    "unknown": RecipientState.UNKNOWN,
-    "sending": RecipientState.UNKNOWN,  # no answer was recorded: outcome unknown
-}
+def recipient_state(entry: dict[str, Any]) -> RecipientState | None:
+    """What an entry says about its recipient, or None if it says nothing.
+
+    The one reading of the log's events, shared by resume and ``report``.
+    """
+    event = entry.get("ev")
+    if event == "delivered":
+        return RecipientState.DELIVERED
+    if event in ("sending", "unknown"):  # "sending" with no answer after it: unknown
+        return RecipientState.UNKNOWN
+    if event == "failed":
+        return (RecipientState.FAILED_PERMANENT if entry.get("permanent")
+                else RecipientState.FAILED_TRANSIENT)
+    if event == "suppressed":
+        return RecipientState.SUPPRESSED
+    if event in ("retry", "deferred"):
+        return RecipientState.OPEN
+    return None
 
 
 def _canonical(entry: dict[str, Any]) -> bytes:
@@ -104,6 +121,12 @@ class History:
     canary_sent: int = 0
     runs: int = 0
     states: dict[int, RecipientState] = field(default_factory=dict)
+
+    @property
+    def served(self) -> int:
+        """Recipients an earlier run sent to, or tried to (any outcome)."""
+        return sum(state not in (RecipientState.SUPPRESSED, RecipientState.OPEN)
+                   for state in self.states.values())
 
 
 @dataclass
@@ -400,18 +423,9 @@ def _apply(history: History, entry: dict[str, Any]) -> None:
         history.canary_pending = False
         return
     rcpt = entry.get("rcpt")
-    if not isinstance(rcpt, str):
-        return
-    short = int(rcpt[2:18], 16)
-    if event in ("retry", "deferred"):
-        # Written after a definite non-delivery (a 4xx, no connection, a stop
-        # before DATA): the attempt that "sending" announced did not deliver.
-        history.states.pop(short, None)
-    elif event in _TERMINAL:
-        history.states[short] = _TERMINAL[event]
-    elif event == "failed":
-        history.states[short] = (RecipientState.FAILED_PERMANENT if entry.get("permanent")
-                                 else RecipientState.FAILED_TRANSIENT)
+    state = recipient_state(entry)
+    if isinstance(rcpt, str) and state is not None:
+        history.states[pseudonym_key(rcpt)] = state
 
 
 def pseudonym_key(pseudonym: str) -> int:

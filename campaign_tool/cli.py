@@ -400,6 +400,9 @@ def _print_summary(summary: SendSummary) -> None:
         parts.append(f"{summary.pending:,} pending")
     stdout.print(f"Done in {summary.seconds:.2f} s: {', '.join(parts)} = {summary.accounted:,} "
                  f"of {summary.rows:,} rows", markup=False)
+    if summary.accounted != summary.rows:
+        stderr.print(f"error: {summary.rows - summary.accounted:,} row(s) are in no state; "
+                     "this is a bug in campaign_tool: please report it", markup=False)
     earlier = [f"{n:,} {what}" for n, what in ((summary.delivered_before, "delivered"),
                                                 (summary.failed_before, "failed"),
                                                 (summary.unknown_before, "unknown")) if n]

@@ -8,9 +8,10 @@ Two streaming passes over the recipient list, never holding rendered messages:
    (suppressed, duplicate, or a message), renders, builds and leak-checks the
    message and yields an :class:`Envelope` with exactly one recipient.
 
-``preflight`` runs pass 2 to the end and keeps only findings; ``send`` runs it
-again after a clean preflight, delivering as it goes. A row whose content
-differs from what pass 1 saw stops the run (:class:`SourceChanged`).
+``preflight`` runs pass 2 to the end, keeping the findings and, for a send,
+every checked item in a spool (``spool.py``) that the sending phase streams.
+A row whose content differs from what pass 1 saw stops the run
+(:class:`SourceChanged`).
 """
 
 from __future__ import annotations
@@ -262,7 +263,6 @@ class Scan:
     rows: int
     valid: int
     index: LeakIndex
-    duplicates: dict[int, int]
     suppressed: frozenset[str]
     digests: array[int]
 
@@ -323,8 +323,7 @@ def scan_recipients(campaign: Campaign, findings: FindingLog) -> Scan:
             f"(rows {sample}{', ...' if short.count > len(short.rows) else ''})",
             file=path, severity=Severity.WARNING))
     index = builder.build()
-    return Scan(rows=rows, valid=valid, index=index, duplicates=index.duplicates(),
-                suppressed=suppressed, digests=digests)
+    return Scan(rows=rows, valid=valid, index=index, suppressed=suppressed, digests=digests)
 
 
 def _digest(raw: RawRow) -> int:
@@ -364,6 +363,9 @@ def plan_messages(campaign: Campaign, scan: Scan) -> Iterator[PlanItem]:
     unsubscribe = config.unsubscribe
     mailto = f"mailto:{parse_address(unsubscribe.mailto).address}?subject=unsubscribe" \
         if unsubscribe and unsubscribe.mailto else None
+    # The same in every message, but checked in each: a row's own data is exempt.
+    static_parts = [("From", config.sender.name or ""),
+                    ("extra headers", " ".join(config.headers.values()))]
     for raw in read_rows(path, config.recipients.resolved_format):
         if raw.number > len(scan.digests):
             raise SourceChanged(f"{path}: the list grew during the run (row {raw.number} is "
@@ -380,12 +382,12 @@ def plan_messages(campaign: Campaign, scan: Scan) -> Iterator[PlanItem]:
         if key in scan.suppressed:
             yield Skipped(recipient.row, recipient.line, key, Fate.SUPPRESSED)
             continue
-        first = scan.duplicates.get(hash(key) & ((1 << 64) - 1))
+        first = scan.index.first_row(key)
         if first is not None and first != recipient.row:
             yield Skipped(recipient.row, recipient.line, key, Fate.DUPLICATE, first)
             continue
         try:
-            yield _build(campaign, recipient, scanner, date, mailto)
+            yield _build(campaign, recipient, scanner, date, mailto, static_parts)
         except (RenderError, MessageError, _LeakFound) as problem:
             yield Rejected(recipient.row, recipient.line, key,
                            _finding_for(problem, recipient, path))
@@ -414,7 +416,8 @@ def _context(campaign: Campaign, recipient: Recipient) -> dict[str, Any]:
 
 
 def _build(campaign: Campaign, recipient: Recipient, scanner: LeakScanner,
-           date: _DateHeader, mailto: str | None) -> Envelope:
+           date: _DateHeader, mailto: str | None,
+           static_parts: list[tuple[str, str]]) -> Envelope:
     context = _context(campaign, recipient)
     renderer = campaign.renderer
     unsubscribe_uris: list[str] = []
@@ -436,10 +439,8 @@ def _build(campaign: Campaign, recipient: Recipient, scanner: LeakScanner,
                           subject=rendered.subject, text=rendered.text, html=rendered.html,
                           date=date(), message_id=campaign.message_id(recipient.mailbox.key),
                           unsubscribe=unsubscribe_uris, one_click=url is not None)
-    parts = [("Subject", rendered.subject), ("To", recipient.name or ""),
-             ("From", campaign.config.sender.name or ""),
+    parts = [("Subject", rendered.subject), ("To", recipient.name or ""), *static_parts,
              ("List-Unsubscribe", " ".join(unsubscribe_uris)),
-             ("extra headers", " ".join(campaign.config.headers.values())),
              ("text body", rendered.text or ""), ("HTML body", rendered.html or "")]
     leaks = scanner.scan(recipient, parts)
     if leaks:

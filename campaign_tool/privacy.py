@@ -115,21 +115,6 @@ class SortedHashes:
             return self._owners[index]
         return None
 
-    def repeated(self) -> Iterator[tuple[int, int]]:
-        """(hash, first owner) for every hash recorded more than once."""
-        hashes, owners = self._hashes, self._owners
-        previous = None
-        for index in range(1, len(hashes)):
-            value = hashes[index]
-            if value == hashes[index - 1] and value != previous:
-                previous = value
-                yield value, owners[index - 1]
-
-    def nbytes(self) -> int:
-        """Memory held by the two arrays."""
-        return (len(self._hashes) * self._hashes.itemsize
-                + len(self._owners) * self._owners.itemsize)
-
 
 class HashBuckets:
     """(hash, owner) pairs collected in 256 buckets by the hash's top byte."""
@@ -223,14 +208,10 @@ class LeakIndex:
         owner = self.keys.owner(hashed)
         return owner if owner is not None else self.alternates.owner(hashed)
 
-    def duplicates(self) -> dict[int, int]:
-        """Address-key hash -> first row, for every address on several rows."""
-        return dict(self.keys.repeated())
+    def first_row(self, address_key: str) -> int | None:
+        """The first row with this address key: a later row with it is a duplicate."""
+        return self.keys.owner(_h(address_key))
 
-    def nbytes(self) -> int:
-        """Memory held by the index's arrays."""
-        return sum(s.nbytes() for s in (self.keys, self.alternates, self.values,
-                                        self.first_tokens))
 
 
 @dataclass(frozen=True, slots=True)

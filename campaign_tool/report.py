@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from campaign_tool.audit import ChainProblem, read_entries, verify_chain
+from campaign_tool.audit import (
+    ChainProblem,
+    RecipientState,
+    read_entries,
+    recipient_state,
+    verify_chain,
+)
 from campaign_tool.errors import AuditLogError
 
 FINAL_STATES = ("delivered", "failed", "unknown", "suppressed", "duplicate", "invalid",
@@ -122,17 +128,23 @@ def _apply(report: AuditReport, entry: dict[str, Any], final: dict[str, tuple[st
         report.send_seconds += float(entry.get("seconds", 0.0))
     elif event == "halted":
         report.halts.append(str(entry.get("reason")))
-    elif event in ("retry", "deferred"):
-        report.retries += event == "retry"
-        if isinstance(rcpt, str) and final.get(rcpt, ("", None))[0] == "unknown":
-            del final[rcpt]  # the attempt "sending" announced did not deliver
     elif event == "duplicate" and isinstance(entry.get("row"), int):
         duplicates.add(entry["row"])
-    elif isinstance(rcpt, str) and event in ("delivered", "unknown", "sending", "suppressed"):
-        final[rcpt] = ("unknown" if event == "sending" else str(event), None)
-    elif isinstance(rcpt, str) and event == "failed":
+    report.retries += event == "retry"
+    state = recipient_state(entry)
+    if not isinstance(rcpt, str) or state is None:
+        return
+    if state is RecipientState.OPEN:
+        final.pop(rcpt, None)  # still to be sent: pending
+    elif state in (RecipientState.FAILED_PERMANENT, RecipientState.FAILED_TRANSIENT):
         code = entry.get("code")
         final[rcpt] = ("failed", str(code) if code else f"no reply ({entry.get('stage', '?')})")
+    else:
+        final[rcpt] = (_STATE_NAMES[state], None)
+
+
+_STATE_NAMES = {RecipientState.DELIVERED: "delivered", RecipientState.UNKNOWN: "unknown",
+                RecipientState.SUPPRESSED: "suppressed"}
 
 
 def report_json(report: AuditReport) -> str:

@@ -1,11 +1,12 @@
 """Orchestration of a send: resume, concurrency, rate limits, retries, breaker, stop.
 
 Nothing is delivered unless the preflight over the whole list was clean (the
-caller runs it first and hands over its :class:`~campaign_tool.plan.Scan`).
-Then one producer re-derives the plan row by row and ``concurrency`` workers,
-each with its own transport session, deliver from a short queue. The audit
-log decides who is skipped on a re-run, and records every recipient's fate.
-At the end every row is in exactly one state, and the summary adds up.
+caller runs it first and hands over its report and the spool it filled). One
+producer reads the checked items in order and ``concurrency`` workers, each
+with its own transport session, deliver from a short queue. The audit log
+decides who is skipped on a re-run, and records every recipient's fate. Every
+row is counted in exactly one state as it is settled, pending included, so the
+summary adding up to the number of rows is a check, not an assumption.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from campaign_tool.plan import (
 from campaign_tool.spool import Spool
 from campaign_tool.transports import DeliveryResult, DeliveryState, Session, Stage, Transport
 from campaign_tool.transports.maildir import MaildirTransport
+from campaign_tool.transports.smtp import SmtpTransport
 
 Sleep = Callable[[float], Coroutine[Any, Any, None]]
 Clock = Callable[[], float]
@@ -82,9 +84,9 @@ class SendOptions:
 
 @dataclass
 class SendSummary:
-    """Every row of the list in exactly one state; ``accounted`` equals ``rows``.
+    """Every row of the list in exactly one state; ``accounted`` must equal ``rows``.
 
-    ``pending`` rows were not reached because the run halted; a re-run sends
+    ``pending`` rows were not sent because the run halted; a re-run sends
     them. ``*_before`` count rows whose state comes from earlier runs.
     """
 
@@ -95,6 +97,7 @@ class SendSummary:
     unknown: int = 0
     suppressed: int = 0
     duplicates: int = 0
+    pending: int = 0
     delivered_before: int = 0
     failed_before: int = 0
     unknown_before: int = 0
@@ -104,15 +107,10 @@ class SendSummary:
     failures: Counter[str] = field(default_factory=Counter)
 
     @property
-    def pending(self) -> int:
-        """Rows that reached no final state in this run (halted before them)."""
-        return self.rows - self.invalid - self.delivered - self.failed - self.unknown \
-            - self.suppressed - self.duplicates
-
-    @property
     def accounted(self) -> int:
-        """Rows in some state, pending included: always ``rows``."""
-        return self.rows
+        """Rows counted in some state, pending included; ``rows`` when none was lost."""
+        return (self.invalid + self.delivered + self.failed + self.unknown + self.suppressed
+                + self.duplicates + self.pending)
 
     @property
     def exit_code(self) -> int:
@@ -193,8 +191,6 @@ def make_transport(campaign: Campaign) -> Transport:
         if not password:
             raise ConfigError(f"{campaign.config_path}: key 'transport.password_env': "
                               f"${settings.password_env} is not set")
-    from campaign_tool.transports.smtp import SmtpTransport
-
     return SmtpTransport(settings, password=password,
                          messages_per_connection=campaign.config.send.messages_per_connection)
 
@@ -239,7 +235,7 @@ def open_audit(campaign: Campaign) -> tuple[AuditLog, History]:
 def check_changes(campaign: Campaign, history: History, fingerprint: dict[str, str],
                   options: SendOptions) -> list[str]:
     """What changed since the last run; raises unless ``accept_changes``."""
-    if history.fingerprint is None or not history.states:
+    if history.fingerprint is None or not history.served:
         return []
     changed = [name for name, digest in fingerprint.items()
                if history.fingerprint.get(name) != digest]
@@ -250,7 +246,7 @@ def check_changes(campaign: Campaign, history: History, fingerprint: dict[str, s
     if not options.accept_changes:
         raise SourceChanged(
             f"{described} changed since the last run of '{campaign.id}', which already "
-            f"served {len(history.states):,} recipients; nothing was sent. Re-run with "
+            f"served {history.served:,} recipients; nothing was sent. Re-run with "
             "--accept-changes to resume by address (recipients already served stay "
             "skipped), or start a new campaign id.")
     return [f"{described} changed since the last run; resuming by address"]
@@ -332,10 +328,12 @@ class CampaignRun:
         self._queue = queue
         self._workers = [asyncio.create_task(self._worker(queue), name=f"worker-{n}")
                          for n in range(self.settings.concurrency)]
-        canary_sent = 0
+        canary_sent = read = 0
         try:
             for item in self.items:
+                read += 1
                 if self._stop.is_set():
+                    self.summary.pending += 1
                     break
                 if isinstance(item, Skipped):
                     self._record_skip(item)
@@ -344,9 +342,12 @@ class CampaignRun:
                 if not self._due(fields["rcpt"]):
                     continue
                 if self.options.canary is not None and canary_sent >= self.options.canary:
+                    self.summary.pending += 1
                     break
                 canary_sent += 1
                 await queue.put(_Work(item, fields))
+            # Rows the producer never read (it stopped early) are pending too.
+            self.summary.pending += self.summary.rows - self.summary.invalid - read
         finally:
             if self._stop.is_set():
                 self._drain()
@@ -408,7 +409,8 @@ class CampaignRun:
                 if work is None:
                     return
                 if self._stop.is_set():
-                    continue  # left pending: a re-run sends it
+                    self.summary.pending += 1  # a re-run sends it
+                    continue
                 try:
                     await self._deliver(session, work.envelope, work.fields)
                 except Exception as error:  # noqa: BLE001 - kept, re-raised after the run
@@ -455,6 +457,7 @@ class CampaignRun:
             if self._retryable(result):
                 result = await self._retrying(envelope, fields, one_attempt, result, started)
         except _StopRequested:
+            self.summary.pending += 1
             self.audit.append("deferred", row=envelope.row, attempt=attempt,
                               text="halted while waiting to retry", **fields)
             return
@@ -463,13 +466,16 @@ class CampaignRun:
                 self._finish(envelope, fields, attempt, DeliveryResult(
                     DeliveryState.UNKNOWN, Stage.DATA,
                     text="interrupted during DATA: the server may or may not have it"))
-            elif marked:
-                self.audit.append("deferred", row=envelope.row, attempt=attempt,
-                                  text="interrupted before DATA", **fields)
+            else:
+                self.summary.pending += 1
+                if marked:
+                    self.audit.append("deferred", row=envelope.row, attempt=attempt,
+                                      text="interrupted before DATA", **fields)
             raise
         if result.stage is Stage.CONNECT and result.state is DeliveryState.FAILED:
             # The server could not be reached (or refused us) across every retry:
             # an outage, not this recipient's failure. Stop; a re-run resumes.
+            self.summary.pending += 1
             self.audit.append("deferred", row=envelope.row, attempt=attempt,
                               text=self.audit.server_text(result.text), **fields)
             self._halt(f"SMTP server unusable: {result.text}")
@@ -614,7 +620,8 @@ class CampaignRun:
         """Empty the queue: what was queued but not started stays pending."""
         queue = self._queue
         while queue is not None and not queue.empty():
-            queue.get_nowait()
+            if queue.get_nowait() is not None:
+                self.summary.pending += 1
 
     def _progress(self) -> None:
         if self._on_progress is not None:

@@ -302,3 +302,22 @@ def test_seed_not_on_the_allow_list_stops_the_test_send(
     assert result.exit_code == 2
     assert "row 2: not on the canary allow-list" in result.output
     assert smtp_server.handler.received == []
+
+
+def test_report_groups_failures_by_smtp_code_without_addresses(
+        make_campaign: MakeCampaign, cli: Cli, smtp_server: SmtpServer) -> None:
+    import json
+
+    smtp_server.handler.script("user2@example.test", "rcpt:550")
+    smtp_server.handler.script("user3@example.test", "data:550")
+    smtp_server.handler.script("user4@example.test", "rcpt:450", "rcpt:450", "rcpt:450")
+    folder = make_campaign(**smtp_tables(smtp_server))
+    _send(cli, folder)
+    log = folder.root / "test-campaign.audit.jsonl"
+    result = cli("report", log, "--format", "json")
+    assert result.exit_code == 0
+    document = json.loads(result.output)
+    assert document["failures_by_code"] == {"550": 2, "450": 1}
+    assert document["states"]["delivered"] == 2 and document["states"]["failed"] == 3
+    assert document["retries"] == 2
+    assert "example.test" not in result.output
