@@ -228,7 +228,9 @@ def send(config: Path, dry_run: bool, assume_yes: bool, canary: int | None,
         campaign = load_campaign(config, for_sending=not dry_run)
         stderr.print(f"Checking every message of {display_path(campaign.recipients_path)} ...",
                      markup=False)
-        spool = None if dry_run else resources.enter_context(
+        # The checked messages are kept for the sending phase (not for a dry run,
+        # nor for a seed canary, which sends another list).
+        spool = None if dry_run or canary_seeds else resources.enter_context(
             Spool(campaign.audit_path.parent))
         report = preflight(campaign, keep=spool)
         _print_preflight(report)
@@ -239,11 +241,11 @@ def send(config: Path, dry_run: bool, assume_yes: bool, canary: int | None,
             stdout.print(f"Dry run: {report.messages:,} messages would be sent; nothing was "
                          "delivered.", markup=False)
             sys.exit(0)
-        assert spool is not None
         transport = make_transport(campaign)
         if canary_seeds:
             summary = _send_seeds(campaign, transport, assume_yes)
         else:
+            assert spool is not None
             if transport.real:
                 _confirm(describe_plan(campaign, transport, report.messages), assume_yes)
             stderr.print(f"Sending to {transport.description}; audit log "

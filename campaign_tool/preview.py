@@ -9,6 +9,7 @@ Security Policy, as privacy-minded mail clients do.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from collections.abc import Sequence
@@ -45,8 +46,9 @@ class Preview:
         """The row in the recipient list."""
         return self.item.row
 
+    @functools.cached_property
     def message(self) -> EmailMessage | None:
-        """The message parsed back with the ``email`` package (display only)."""
+        """The message parsed back with the ``email`` package (display only, once)."""
         if not isinstance(self.item, Envelope):
             return None
         parsed = message_from_bytes(self.item.data, policy=policy.default)
@@ -55,14 +57,14 @@ class Preview:
 
     def headers(self) -> list[tuple[str, str]]:
         """The headers a reader cares about, decoded."""
-        message = self.message()
+        message = self.message
         if message is None:
             return []
         return [(name, str(message[name])) for name in SHOWN_HEADERS if name in message]
 
     def body(self, subtype: str) -> str | None:
         """The decoded ``text/<subtype>`` body, if the message has one."""
-        message = self.message()
+        message = self.message
         if message is None:
             return None
         part = message.get_body(preferencelist=(subtype,))
